@@ -1,0 +1,17 @@
+"""dive_hf: DiVE (Distilling Virtual Examples for Long-tailed Recognition, ICCV 2021) for any timm backbone.
+
+Importing the package registers the CIFAR ResNets (``resnet20_cifar`` … ``resnet110_cifar``) with timm.
+"""
+__version__ = "0.1.0"
+
+from . import models  # noqa: E402,F401 — registers the CIFAR ResNets with timm
+from .config import BalancedSoftmaxConfig, DiVEConfig  # noqa: E402
+from .losses import balanced_softmax_cross_entropy, dive_loss, virtual_targets  # noqa: E402
+from .metrics import LongTailAccuracy, long_tail_accuracy, make_compute_metrics  # noqa: E402
+from .trainer import BalancedSoftmaxTrainer, DiVETrainer  # noqa: E402
+
+__all__ = [
+    "BalancedSoftmaxConfig", "BalancedSoftmaxTrainer", "DiVEConfig", "DiVETrainer", "LongTailAccuracy",
+    "balanced_softmax_cross_entropy", "dive_loss", "long_tail_accuracy", "make_compute_metrics",
+    "virtual_targets", "__version__",
+]

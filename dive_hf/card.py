@@ -1,0 +1,133 @@
+"""Model cards for stage output folders, rendered from the packaged Jinja template with ``huggingface_hub``.
+
+Every number in a card comes from the folder's ``config.json`` and from an evaluation that ran: a card without
+evaluation says so instead of showing accuracy.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import timm
+import torch
+import transformers
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from . import __version__
+from .atomic import write_text
+from .hub import CARD_NAME, CONFIG_NAME
+
+__all__ = ["render_model_card", "write_model_card", "results_table", "CITATION"]
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+CITATION = (
+    "@inproceedings{he2021dive,\n  title={Distilling Virtual Examples for Long-tailed Recognition},\n"
+    "  author={He, Yin-Yin and Wu, Jianxin and Wei, Xiu-Shen},\n  booktitle={ICCV},\n  year={2021}\n}"
+)
+_METRICS = (("accuracy", "Top-1"), ("many_shot_accuracy", "Many-shot top-1"),
+            ("medium_shot_accuracy", "Medium-shot top-1"), ("few_shot_accuracy", "Few-shot top-1"),
+            ("top5_accuracy", "Top-5"))
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def results_table(metrics: dict, prefix: str = "eval_") -> str:
+    """A Markdown table: overall / many / medium / few top-1 (and top-5), in %."""
+    cols = [(k, name) for k, name in _METRICS if f"{prefix}{k}" in metrics]
+    if not cols:
+        return ""
+    head = "| " + " | ".join(name for _, name in cols) + " |"
+    rule = "|" + "---|" * len(cols)
+    row = "| " + " | ".join(_pct(metrics[f"{prefix}{k}"]) for k, _ in cols) + " |"
+    return "\n".join([head, rule, row])
+
+
+def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str, dataset_name: str | None = None,
+                      license: str = "apache-2.0") -> str:
+    """The model card text.
+
+    Args:
+        config: the folder's ``config.json`` (with its ``dive`` block).
+        metrics: ``eval_*`` metrics of an evaluation that ran (may be empty).
+        training: settings shown in the training table.
+        repo_id: the Hub repo id used in the loading snippets (and ``model-index``).
+    """
+    dive = config.get("dive", {})
+    stage = dive.get("stage", "teacher")
+    dataset = dive.get("dataset", {})
+    dataset_name = dataset_name or dataset.get("name") or "custom long-tailed dataset"
+    split = dataset.get("eval_split") or "eval"
+    eval_results = [
+        EvalResult(task_type="image-classification", task_name="Long-tailed image classification",
+                   dataset_type=dataset_name, dataset_name=dataset_name, dataset_split=split,
+                   metric_type="accuracy" if key == "accuracy" else key, metric_name=name,
+                   metric_value=round(100 * metrics[f"eval_{key}"], 2))
+        for key, name in _METRICS if metrics.get(f"eval_{key}") is not None
+    ]
+    tags = ["image-classification", "timm", "long-tail", "dive-hf", "balanced-softmax"]
+    if stage == "student":
+        tags += ["knowledge-distillation", "dive"]
+    card_data = ModelCardData(
+        library_name="timm", license=license, tags=tags, pipeline_tag="image-classification",
+        model_name=repo_id, eval_results=eval_results or None,
+    )
+    teacher = dive.get("teacher")
+    teacher_id = (teacher or {}).get("name_or_path") or ""
+    is_hub_id = teacher_id.count("/") == 1 and not Path(teacher_id).exists()
+    groups = dive.get("shot_group_sizes", {"many": "?", "medium": "?", "few": "?"})
+    if stage == "student":
+        method = (f"a DiVE student distilled from a Balanced-Softmax teacher's virtual examples "
+                  f"(τ = {dive.get('temperature')}, p = {dive.get('power')}, α = {dive.get('alpha')}).")
+    else:
+        method = "Balanced Softmax cross-entropy (the log class prior is added to the logits during training only)."
+    card = ModelCard.from_template(
+        card_data, template_path=str(TEMPLATE),
+        model_name=repo_id.split("/")[-1],
+        stage_title="DiVE student" if stage == "student" else "Balanced-Softmax teacher",
+        method_sentence=method,
+        num_classes=config.get("num_classes"),
+        architecture=config.get("architecture"),
+        custom_arch=str(config.get("architecture", "")).endswith("_cifar"),
+        dataset_name=dataset_name,
+        train_size=dataset.get("train_size", sum(dive.get("class_counts", []))),
+        imbalance_factor=dive.get("imbalance_factor"),
+        teacher=teacher, teacher_link=f"https://huggingface.co/{teacher_id}" if is_hub_id else None,
+        results_table=results_table(metrics), eval_split=split, eval_size=dataset.get("eval_size", "?"),
+        many_threshold=dive.get("many_shot_threshold"), few_threshold=dive.get("few_shot_threshold"),
+        group_sizes=groups, repo_id=repo_id, training=training, citation=CITATION,
+    )
+    return str(card)
+
+
+def training_summary(trainer) -> dict:
+    """The training settings a card reports, from the trainer's arguments and environment."""
+    args = trainer.args
+    world = args.world_size
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    summary = {
+        "stage": trainer._stage,
+        "epochs": args.num_train_epochs if args.max_steps <= 0 else f"{args.max_steps} steps",
+        "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
+        "learning rate": args.learning_rate,
+        "lr schedule": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "weight decay": args.weight_decay,
+        "effective batch": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
+        "processes": world,
+        "precision": precision,
+        "seed": args.seed,
+        "versions": f"dive_hf {__version__}, torch {torch.__version__}, timm {timm.__version__}, "
+                    f"transformers {transformers.__version__}",
+    }
+    if trainer._stage == "student":
+        summary = {**summary, "τ (temperature)": args.temperature, "p (power)": args.power, "α (alpha)": args.alpha}
+    return summary
+
+
+def write_model_card(output_dir: str, trainer, model_name: str | None = None) -> None:
+    """Render ``README.md`` for a stage folder whose ``config.json`` is already written."""
+    config = json.loads((Path(output_dir) / CONFIG_NAME).read_text())
+    repo_id = model_name or trainer.args.hub_model_id or Path(output_dir).resolve().name
+    text = render_model_card(config, trainer.latest_eval_metrics(), training_summary(trainer), repo_id)
+    write_text(Path(output_dir) / CARD_NAME, text)

@@ -1,0 +1,40 @@
+"""Image transforms: the CIFAR protocol for small images, timm's pipeline for everything else."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torchvision import transforms as T
+
+__all__ = ["cifar_transform", "model_transform", "attach_transform"]
+
+SMALL_IMAGE_MAX = 64  # inputs at or below this size use the CIFAR protocol instead of RandomResizedCrop
+
+
+def cifar_transform(mean, std, train: bool, size: int = 32, padding: int = 4) -> Callable:
+    """CIFAR protocol: random crop with zero padding + horizontal flip (train), then normalisation."""
+    steps = [T.RandomCrop(size, padding=padding), T.RandomHorizontalFlip()] if train else [T.CenterCrop(size)]
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+def model_transform(model: torch.nn.Module, train: bool) -> Callable:
+    """The transform matching ``model.pretrained_cfg``: CIFAR protocol for ≤ 64 px inputs, else timm's."""
+    from timm.data import create_transform, resolve_data_config
+
+    config = resolve_data_config({}, model=model)
+    size = config["input_size"][-1]
+    if size <= SMALL_IMAGE_MAX:
+        return cifar_transform(config["mean"], config["std"], train, size=size, padding=size // 8)
+    return create_transform(**config, is_training=train)
+
+
+def attach_transform(dataset, transform: Callable, image_column: str = "image", label_column: str = "label"):
+    """``dataset.with_transform`` producing the Trainer's columns: ``pixel_values`` and ``labels``."""
+
+    def apply(batch):
+        return {
+            "pixel_values": [transform(image.convert("RGB")) for image in batch[image_column]],
+            "labels": batch[label_column],
+        }
+
+    return dataset.with_transform(apply)

@@ -1,0 +1,107 @@
+"""Stage output folders as Hub-ready timm model repos, and loading them back.
+
+Layout (DESIGN §3): ``config.json`` in timm's ``save_for_hf`` layout plus ``label_names`` and a ``dive`` block,
+``model.safetensors`` with timm's state-dict keys, ``README.md`` (model card) and ``eval_results.json``. Such a
+folder loads with identical logits through ``timm.create_model('local-dir:DIR', pretrained=True)``,
+``timm.create_model('hf-hub:ID', pretrained=True)`` and ``AutoModelForImageClassification.from_pretrained(DIR)``.
+Every file is written atomically, weights first and the card last.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import safetensors.torch
+import timm
+import torch
+from timm.models._hub import save_config_for_hf  # public since timm 0.9, not re-exported
+
+from .atomic import atomic_path, write_json
+
+__all__ = [
+    "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "EVAL_RESULTS_NAME", "timm_config", "save_checkpoint",
+    "load_stage_model", "resolve_file", "file_sha256",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+EVAL_RESULTS_NAME = "eval_results.json"
+
+
+def timm_config(model: torch.nn.Module, label_names: list[str] | None, dive: dict) -> dict:
+    """``config.json`` content: timm's own export, with ``label_names`` and the ``dive`` block.
+
+    timm ≥ 1.0.31 records ``num_classes`` inside ``model_args``; transformers' TimmWrapper passes ``num_classes``
+    itself and then fails with "multiple values for num_classes", so it is dropped there (the root ``num_classes``
+    still carries it, and timm reads that one).
+    """
+    model_config = {"dive": dive}
+    if label_names:
+        model_config["label_names"] = list(label_names)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_config_for_hf(model, Path(tmp) / CONFIG_NAME, model_config=model_config)
+        config = json.loads((Path(tmp) / CONFIG_NAME).read_text())
+    model_args = config.get("model_args") or {}
+    model_args.pop("num_classes", None)
+    if model_args:
+        config["model_args"] = model_args
+    else:
+        config.pop("model_args", None)
+    return config
+
+
+def save_checkpoint(model: torch.nn.Module, output_dir: str | os.PathLike, label_names: list[str] | None,
+                    dive: dict, state_dict: dict | None = None) -> None:
+    """Write ``model.safetensors`` then ``config.json`` into ``output_dir``, each atomically."""
+    output_dir = Path(output_dir)
+    state_dict = model.state_dict() if state_dict is None else state_dict
+    # Own contiguous CPU copies: safetensors refuses views and tensors sharing storage.
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state_dict.items()}
+    with atomic_path(output_dir / WEIGHTS_NAME) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_json(output_dir / CONFIG_NAME, timm_config(model, label_names, dive))
+
+
+def resolve_file(name_or_path: str, filename: str, revision: str | None = None) -> Path:
+    """Local path of ``filename`` in a stage folder or a Hub repo (downloaded into the Hub cache)."""
+    local = Path(name_or_path)
+    if local.is_dir():
+        path = local / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: {local} is not a dive_hf/timm model folder "
+                                    f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+        return path
+    if local.exists() or name_or_path.startswith((".", "/")) or name_or_path.count("/") > 1:
+        raise FileNotFoundError(f"model folder {name_or_path!r} not found (and it is not a Hub repo id)")
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(name_or_path, filename, revision=revision))
+
+
+def load_stage_model(name_or_path: str, revision: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """A timm model and its ``config.json`` from a stage folder or a Hub repo id (``revision`` for the Hub)."""
+    config = json.loads(resolve_file(name_or_path, CONFIG_NAME, revision).read_text())
+    if Path(name_or_path).is_dir():
+        source = f"local-dir:{name_or_path}"
+    else:
+        source = f"hf-hub:{name_or_path}" + (f"@{revision}" if revision else "")
+    try:
+        model = timm.create_model(source, pretrained=True)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise RuntimeError(f"{name_or_path}: architecture {config.get('architecture')!r} is not registered "
+                               f"with timm ({e}); is the timm version too old?") from e
+        raise
+    return model, config
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,102 @@
+"""Long-tailed accuracy: overall, balanced, many/medium/few-shot and per-class top-1 (and top-5)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import datasets
+import evaluate
+import numpy as np
+
+from .data.long_tail import shot_groups
+
+__all__ = ["long_tail_accuracy", "LongTailAccuracy", "make_compute_metrics"]
+
+_CITATION = """\
+@inproceedings{he2021dive, title={Distilling Virtual Examples for Long-tailed Recognition},
+  author={He, Yin-Yin and Wu, Jianxin and Wei, Xiu-Shen}, booktitle={ICCV}, year={2021}}
+"""
+
+
+def long_tail_accuracy(predictions, references, class_counts: Sequence[int], many_threshold: int = 100,
+                       few_threshold: int = 20) -> dict:
+    """Top-1 accuracy overall, per class and per shot group.
+
+    Args:
+        predictions: ``[N]`` predicted classes, or ``[N, C]`` scores/logits (then ``top5_accuracy`` is reported too).
+        references: ``[N]`` true classes.
+        class_counts: ``[C]`` *training* images per class, which define the shot groups.
+        many_threshold / few_threshold: many > ``many_threshold``, few < ``few_threshold``, medium otherwise.
+
+    Returns:
+        ``accuracy``, ``balanced_accuracy`` (mean of per-class accuracy over classes present in ``references``),
+        ``many_shot_accuracy``, ``medium_shot_accuracy``, ``few_shot_accuracy`` (accuracy over the test images of
+        the group's classes, as classifier-balancing's ``shot_acc``; ``None`` for a group with no test image),
+        ``per_class_accuracy`` (list, ``None`` for classes absent from ``references``) and, for scores,
+        ``top5_accuracy``. All as fractions in [0, 1].
+    """
+    predictions = np.asarray(predictions)
+    references = np.asarray(references, dtype=np.int64)
+    num_classes = len(class_counts)
+    if references.size and (references.min() < 0 or references.max() >= num_classes):
+        bad = references[(references < 0) | (references >= num_classes)][0]
+        raise ValueError(f"reference label {int(bad)} is outside [0, {num_classes}) (class_counts has "
+                         f"{num_classes} classes)")
+    result = {}
+    if predictions.ndim == 2:
+        if predictions.shape[1] != num_classes:
+            raise ValueError(f"scores have {predictions.shape[1]} classes but class_counts has {num_classes}")
+        k = min(5, num_classes)
+        topk = np.argpartition(-predictions, k - 1, axis=1)[:, :k]
+        result["top5_accuracy"] = float((topk == references[:, None]).any(1).mean()) if references.size else None
+        predictions = predictions.argmax(1)
+    correct = predictions.astype(np.int64) == references
+    hits = np.bincount(references, weights=correct, minlength=num_classes)
+    totals = np.bincount(references, minlength=num_classes)
+    per_class = [float(h / t) if t else None for h, t in zip(hits, totals)]
+    result["accuracy"] = float(correct.mean()) if references.size else None
+    present = [a for a in per_class if a is not None]
+    result["balanced_accuracy"] = float(np.mean(present)) if present else None
+    for group, members in shot_groups(class_counts, many_threshold, few_threshold).items():
+        n = totals[members].sum() if members else 0
+        result[f"{group}_shot_accuracy"] = float(hits[members].sum() / n) if n else None
+    result["per_class_accuracy"] = per_class
+    return result
+
+
+def make_compute_metrics(class_counts: Sequence[int], many_threshold: int = 100, few_threshold: int = 20):
+    """A Trainer ``compute_metrics`` reporting :func:`long_tail_accuracy` (scalars only; groups with no test image
+    are left out so that loggers get numbers). Trainer has already gathered the predictions of all processes."""
+    counts = list(class_counts)
+
+    def compute_metrics(eval_pred) -> dict:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        metrics = long_tail_accuracy(logits, eval_pred.label_ids, counts, many_threshold, few_threshold)
+        return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+    return compute_metrics
+
+
+class LongTailAccuracy(evaluate.Metric):
+    """``evaluate.Metric`` for many/medium/few-shot accuracy; works offline (no ``evaluate.load``).
+
+    ``compute(predictions=…, references=…, class_counts=…, many_threshold=100, few_threshold=20)``; predictions
+    are class indices, or per-class scores (then ``top5_accuracy`` is added). See :func:`long_tail_accuracy`.
+    """
+
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="Top-1 accuracy overall and over many/medium/few-shot classes of a long-tailed split.",
+            citation=_CITATION,
+            inputs_description=long_tail_accuracy.__doc__,
+            features=[
+                datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+                datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32")),
+                                   "references": datasets.Value("int64")}),
+            ],
+        )
+
+    def _compute(self, predictions, references, class_counts=None, many_threshold=100, few_threshold=20):
+        if class_counts is None:
+            raise ValueError("LongTailAccuracy.compute needs class_counts (training images per class)")
+        return long_tail_accuracy(predictions, references, class_counts, many_threshold, few_threshold)
+

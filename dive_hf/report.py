@@ -1,0 +1,31 @@
+"""Plain-text result tables for terminals and logs."""
+from __future__ import annotations
+
+__all__ = ["format_results"]
+
+_COLUMNS = (("accuracy", "overall"), ("many_shot_accuracy", "many"), ("medium_shot_accuracy", "medium"),
+            ("few_shot_accuracy", "few"))
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def format_results(rows: dict[str, dict], class_counts: list[int], groups: dict[str, list[int]],
+                   many_threshold: int, few_threshold: int, title: str = "") -> str:
+    """A table of overall / many / medium / few top-1 (%) per row (e.g. teacher, student), with the split's class
+    counts and the shot thresholds used. ``rows`` maps a name to metrics as returned by ``evaluate()`` (``eval_``
+    prefix) or by :func:`dive_hf.long_tail_accuracy`."""
+    lines = [title] if title else []
+    lines.append(f"training set: {len(class_counts)} classes, {sum(class_counts):,} images, "
+                 f"{max(class_counts)} → {min(class_counts)} per class (IF {max(class_counts) / min(class_counts):.1f})")
+    lines.append(f"shot groups by training count: many > {many_threshold} ({len(groups['many'])} classes), "
+                 f"medium {few_threshold}–{many_threshold} ({len(groups['medium'])}), "
+                 f"few < {few_threshold} ({len(groups['few'])})")
+    width = max([len(name) for name in rows] + [5])
+    header = f"{'top-1 %':<{width}}  " + "  ".join(f"{label:>7}" for _, label in _COLUMNS)
+    lines += [header, "-" * len(header)]
+    for name, metrics in rows.items():
+        values = [metrics.get(f"eval_{key}", metrics.get(key)) for key, _ in _COLUMNS]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{_pct(v):>7}" for v in values))
+    return "\n".join(lines)

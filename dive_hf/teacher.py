@@ -1,0 +1,72 @@
+"""The frozen DiVE teacher: loaded from a stage-1 folder or the Hub, checked against the student, kept in eval().
+
+The teacher is never a submodule of the student (it would be saved with it, switched to train mode and drift).
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from .hub import WEIGHTS_NAME, file_sha256, load_stage_model, resolve_file
+
+__all__ = ["FrozenTeacher", "load_teacher", "check_teacher_matches"]
+
+logger = logging.getLogger(__name__)
+
+
+class FrozenTeacher(nn.Module):
+    """A teacher in ``eval()`` without gradients, fed inputs normalised for the *student*.
+
+    When the teacher's ``pretrained_cfg`` mean/std differ from the student's, inputs are renormalised:
+    ``x_t = (x_s · σ_s + μ_s − μ_t) / σ_t`` (as timm's ``DistillationTeacher`` does).
+    """
+
+    def __init__(self, teacher: nn.Module, student_mean=None, student_std=None):
+        super().__init__()
+        self.model = teacher.eval().requires_grad_(False)
+        cfg = getattr(teacher, "pretrained_cfg", {}) or {}
+        t_mean, t_std = cfg.get("mean"), cfg.get("std")
+        self.renormalise = (
+            student_mean is not None and student_std is not None and t_mean is not None and t_std is not None
+            and (tuple(t_mean) != tuple(student_mean) or tuple(t_std) != tuple(student_std))
+        )
+        s_mean, s_std = [torch.tensor(v or (0.0, 0.0, 0.0)).view(1, -1, 1, 1) for v in (student_mean, student_std)]
+        t_mean, t_std = [torch.tensor(v or (1.0, 1.0, 1.0)).view(1, -1, 1, 1) for v in (t_mean, t_std)]
+        self.register_buffer("scale", s_std / t_std, persistent=False)
+        self.register_buffer("shift", (s_mean - t_mean) / t_std, persistent=False)
+
+    def train(self, mode: bool = True) -> "FrozenTeacher":
+        return super().train(False)  # frozen for good: callers cannot switch it to train mode
+
+    @torch.no_grad()
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.renormalise:
+            pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
+        return self.model(pixel_values)
+
+
+def load_teacher(name_or_path: str, revision: str | None = None) -> tuple[nn.Module, dict, str]:
+    """``(model, config.json, sha256 of model.safetensors)`` of a teacher folder or Hub repo."""
+    model, config = load_stage_model(name_or_path, revision)
+    sha256 = file_sha256(resolve_file(name_or_path, WEIGHTS_NAME, revision))
+    return model, config, sha256
+
+
+def check_teacher_matches(teacher_config: dict, num_classes: int, label_names: list[str] | None,
+                          class_counts: list[int], source: str) -> None:
+    """Raise ``ValueError`` when the teacher's classes differ from the student's (count or label order)."""
+    t_classes = teacher_config.get("num_classes")
+    if t_classes != num_classes:
+        raise ValueError(f"teacher {source} has {t_classes} classes but the student's training set has "
+                         f"{num_classes}; DiVE needs a teacher trained on the same classes")
+    t_names = teacher_config.get("label_names")
+    if t_names and label_names and list(t_names) != list(label_names):
+        i = next(i for i, (a, b) in enumerate(zip(t_names, label_names)) if a != b)
+        raise ValueError(f"teacher {source} orders its classes differently: class {i} is {t_names[i]!r} for the "
+                         f"teacher but {label_names[i]!r} in the student's training set")
+    t_counts = (teacher_config.get("dive") or {}).get("class_counts")
+    if t_counts and list(t_counts) != list(class_counts):
+        logger.warning("teacher %s was trained on different class counts than the student's training set "
+                       "(DiVE normally uses the same long-tailed split for both stages)", source)

@@ -1,0 +1,249 @@
+"""Trainers for the two DiVE stages: ``BalancedSoftmaxTrainer`` (teacher) and ``DiVETrainer`` (student).
+
+Both are ``transformers.Trainer`` subclasses over plain timm models: the Trainer supplies the loop, Accelerate
+(multi-GPU, mixed precision), checkpoints, resumption and progress bars; this module adds the long-tailed losses,
+the many/medium/few metrics and the Hub-ready output folder.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
+from . import __version__
+from .card import write_model_card
+from .config import BalancedSoftmaxConfig, DiVEConfig
+from .data.long_tail import class_counts as dataset_class_counts
+from .data.long_tail import label_names as dataset_label_names
+from .data.long_tail import shot_groups
+from .hub import EVAL_RESULTS_NAME, save_checkpoint
+from .atomic import write_json
+from .losses import dive_loss_terms_from_prior, log_prior
+from .metrics import make_compute_metrics
+from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
+
+__all__ = ["BalancedSoftmaxTrainer", "DiVETrainer"]
+
+logger = logging.getLogger(__name__)
+
+_PAPER = {
+    "title": "Distilling Virtual Examples for Long-tailed Recognition",
+    "id": "2103.15042",
+    "citation": (
+        "@inproceedings{he2021dive,\n  title={Distilling Virtual Examples for Long-tailed Recognition},\n"
+        "  author={He, Yin-Yin and Wu, Jianxin and Wei, Xiu-Shen},\n  booktitle={ICCV},\n  year={2021}\n}"
+    ),
+}
+
+
+class BalancedSoftmaxTrainer(Trainer):
+    """Stage 1: trains a timm classifier with Balanced Softmax cross-entropy ``CE(z + log n, y)``.
+
+    Args:
+        model: a timm model, or a timm architecture name (created with as many classes as the training set has).
+        args: a :class:`BalancedSoftmaxConfig`.
+        train_dataset: a ``datasets.Dataset`` whose ``label_column`` is a ``ClassLabel`` (class counts and label
+            names are read from it), with a transform producing ``pixel_values`` and ``labels``.
+        class_counts: training images per class, only needed when ``train_dataset`` is not a ``datasets.Dataset``.
+        label_column: the ``ClassLabel`` column of ``train_dataset``.
+        **kwargs: passed to ``transformers.Trainer`` (``eval_dataset``, ``callbacks``, ``compute_metrics``, ...).
+
+    Evaluation reports ``accuracy``, ``balanced_accuracy``, ``many/medium/few_shot_accuracy`` and ``top5_accuracy``;
+    ``eval_loss`` is the plain cross-entropy of the raw logits (the model as used at inference).
+    """
+
+    _tag_names = ["dive-hf", "long-tail", "balanced-softmax"]
+    _stage = "teacher"
+    _paper = _PAPER
+
+    def __init__(self, model=None, args: BalancedSoftmaxConfig | None = None, train_dataset=None,
+                 class_counts=None, label_column: str = "label", **kwargs):
+        if args is None:
+            args = BalancedSoftmaxConfig(output_dir="outputs/balanced_softmax")
+        if train_dataset is None:
+            raise ValueError(f"{type(self).__name__} needs a train_dataset: the class counts come from it")
+        if class_counts is None:
+            class_counts = dataset_class_counts(train_dataset, label_column)
+        self.class_counts = [int(c) for c in class_counts]
+        log_prior(self.class_counts)  # validates: ValueError naming the first empty class
+        try:
+            self.label_names_ = dataset_label_names(train_dataset, label_column)
+        except (AttributeError, ValueError):
+            self.label_names_ = None
+        if isinstance(model, str):
+            model = timm.create_model(model, num_classes=len(self.class_counts))
+        if getattr(model, "num_classes", len(self.class_counts)) != len(self.class_counts):
+            raise ValueError(f"model has {model.num_classes} outputs but the training set has "
+                             f"{len(self.class_counts)} classes")
+        self.dataset_info = _dataset_info(train_dataset, kwargs.get("eval_dataset"))
+        kwargs.setdefault("compute_metrics", make_compute_metrics(
+            self.class_counts, args.many_shot_threshold, args.few_shot_threshold))
+        super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
+        self._log_prior = log_prior(self.class_counts, device=self.args.device)
+        self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    # ---- loss -------------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        logits = model(inputs["pixel_values"])
+        labels = inputs["labels"]
+        if model.training:
+            loss = self.training_loss(logits, labels, inputs)
+        else:
+            loss = F.cross_entropy(logits.float(), labels)  # inference-time model: raw logits, no prior
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def training_loss(self, logits: torch.Tensor, labels: torch.Tensor, inputs: dict) -> torch.Tensor:
+        """Balanced Softmax cross-entropy (float32)."""
+        return F.cross_entropy(logits.float() + self._log_prior.to(logits.device), labels)
+
+    def _record(self, **parts: torch.Tensor) -> None:
+        # Keep detached device tensors; they are averaged (and synchronised) only when the Trainer logs.
+        for name, value in parts.items():
+            self._loss_parts[name].append(value.detach())
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_parts:
+            for name, values in self._loss_parts.items():
+                mean = self.accelerator.reduce(torch.stack(values).mean(), reduction="mean")
+                logs[name] = round(float(mean), 4)
+            self._loss_parts.clear()
+        super().log(logs, start_time)
+
+    # ---- outputs ----------------------------------------------------------------------------------------------
+    def dive_metadata(self) -> dict:
+        """The ``dive`` block of ``config.json``: how this checkpoint was trained."""
+        args = self.args
+        groups = shot_groups(self.class_counts, args.many_shot_threshold, args.few_shot_threshold)
+        return {
+            "stage": self._stage,
+            "loss": "balanced_softmax",
+            "class_counts": self.class_counts,
+            "imbalance_factor": round(max(self.class_counts) / min(self.class_counts), 4),
+            "many_shot_threshold": args.many_shot_threshold,
+            "few_shot_threshold": args.few_shot_threshold,
+            "shot_group_sizes": {k: len(v) for k, v in groups.items()},
+            "dataset": self.dataset_info,
+            "dive_hf_version": __version__,
+        }
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Every save (checkpoints included) writes timm's layout: ``model.safetensors`` + ``config.json``."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        save_checkpoint(model, output_dir, self.label_names_, self.dive_metadata(), state_dict)
+        write_json(Path(output_dir) / "training_args.json", self.args.to_dict())  # to_dict redacts tokens
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the model; a user-level save also writes ``eval_results.json`` and the model card."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        super().save_model(output_dir, _internal_call=True)
+        if _internal_call:
+            return
+        if self.args.should_save:
+            self.write_reports(output_dir)
+        if self.args.push_to_hub:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def latest_eval_metrics(self) -> dict:
+        """The last ``evaluate()`` results of the default eval split, from the log history."""
+        for entry in reversed(self.state.log_history):
+            if "eval_accuracy" in entry:
+                return {k: v for k, v in entry.items() if k.startswith("eval_")}
+        return {}
+
+    def write_reports(self, output_dir: str) -> None:
+        metrics = self.latest_eval_metrics()
+        if metrics:
+            write_json(Path(output_dir) / EVAL_RESULTS_NAME, {
+                "split": self.dataset_info.get("eval_split"),
+                "dataset": self.dataset_info,
+                "many_shot_threshold": self.args.many_shot_threshold,
+                "few_shot_threshold": self.args.few_shot_threshold,
+                "class_counts_source": "training set",
+                "metrics": metrics,
+            })
+        self.create_model_card()
+
+    def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
+        """Write ``README.md`` (replaces transformers' card, which knows nothing of timm models or shot groups)."""
+        if not self.is_world_process_zero():
+            return
+        write_model_card(self.args.output_dir, self, model_name=model_name)
+
+
+class DiVETrainer(BalancedSoftmaxTrainer):
+    """Stage 2: distils a student from a frozen Balanced-Softmax teacher's virtual examples.
+
+    Loss: ``(1 − α) · BSCE(z, y) + α · τ² · KL(softmax(p·t/τ) ‖ softmax(z/τ))``; the two parts are logged as
+    ``loss_hard`` (BSCE) and ``loss_distill`` (the KL, before weighting). The teacher comes from
+    ``args.teacher_model_name_or_path`` (a stage-1 folder or Hub id), is frozen, kept in ``eval()``, placed on the
+    student's device (not DDP-wrapped, never saved with the student), and gets inputs renormalised to its own
+    mean/std. The student is trained from scratch.
+    """
+
+    _tag_names = ["dive-hf", "long-tail", "knowledge-distillation", "dive"]
+    _stage = "student"
+
+    def __init__(self, model=None, args: DiVEConfig | None = None, train_dataset=None, **kwargs):
+        if not isinstance(args, DiVEConfig):
+            raise TypeError(f"DiVETrainer needs a DiVEConfig (with the teacher and τ, p, α), got {type(args).__name__}")
+        super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
+        teacher, self.teacher_config, self.teacher_sha256 = load_teacher(
+            args.teacher_model_name_or_path, args.teacher_revision)
+        check_teacher_matches(self.teacher_config, len(self.class_counts), self.label_names_, self.class_counts,
+                              args.teacher_model_name_or_path)
+        student_cfg = getattr(self.model, "pretrained_cfg", {}) or {}
+        teacher = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std"))
+        if self.is_deepspeed_enabled:
+            # DeepSpeed engines own their model; the (unsharded) teacher only needs the device and autocast.
+            self.teacher = teacher.to(self.accelerator.device)
+        else:
+            self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
+
+    def training_loss(self, logits, labels, inputs):
+        if self.teacher.training:  # defensive: nothing may put the teacher in train mode
+            self.teacher.eval()
+        teacher_logits = self.teacher(inputs["pixel_values"])
+        args = self.args
+        terms = dive_loss_terms_from_prior(logits, teacher_logits, labels, self._log_prior.to(logits.device),
+                                           args.temperature, args.power, args.alpha)
+        self._record(loss_hard=terms.hard, loss_distill=terms.distill)
+        return terms.loss
+
+    def dive_metadata(self) -> dict:
+        meta = super().dive_metadata()
+        args = self.args
+        meta.update({
+            "loss": "dive",
+            "temperature": args.temperature,
+            "power": args.power,
+            "alpha": args.alpha,
+            "teacher": {
+                "name_or_path": args.teacher_model_name_or_path,
+                "revision": args.teacher_revision,
+                "sha256": self.teacher_sha256,
+                "architecture": self.teacher_config.get("architecture"),
+            },
+        })
+        return meta
+
+
+def _dataset_info(train_dataset, eval_dataset) -> dict:
+    """Name, split and fingerprint of the training (and eval) split, as far as ``datasets`` knows them."""
+    info = {}
+    for role, ds in (("train", train_dataset), ("eval", eval_dataset)):
+        if ds is None or not hasattr(ds, "_fingerprint"):
+            continue
+        if role == "train":
+            info["name"] = getattr(ds.info, "dataset_name", None) or ds.info.builder_name or ds.info.config_name
+        info[f"{role}_split"] = str(ds.split) if ds.split is not None else None
+        info[f"{role}_fingerprint"] = ds._fingerprint
+        info[f"{role}_size"] = len(ds)
+    return info
