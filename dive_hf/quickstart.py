@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data import EMBEDDED_PRESETS, attach_transform, class_counts, load_embedded, make_long_tailed, model_transform
 from .data.long_tail import shot_groups
@@ -29,8 +31,8 @@ class QuickstartArguments:
         default=None, metadata={"help": "IF of the long-tailed training split (default: the preset's)."})
     arch: str = field(default="resnet20_cifar", metadata={"help": "Any timm architecture (teacher and student)."})
     output_dir: str = field(default="outputs/demo", metadata={"help": "Writes OUTPUT_DIR/teacher and /student."})
-    teacher_epochs: float = field(default=30, metadata={"help": "Stage-1 epochs."})
-    student_epochs: float = field(default=30, metadata={"help": "Stage-2 epochs."})
+    teacher_epochs: float = field(default=12, metadata={"help": "Stage-1 epochs."})
+    student_epochs: float = field(default=12, metadata={"help": "Stage-2 epochs."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, steps per stage instead of epochs."})
     batch_size: int = field(default=128, metadata={"help": "Per-device training batch size."})
     learning_rate: float = field(default=0.1, metadata={"help": "Peak SGD learning rate (cosine schedule)."})
@@ -41,6 +43,8 @@ class QuickstartArguments:
     many_shot_threshold: int = field(default=100, metadata={"help": "many-shot: more training images than this."})
     few_shot_threshold: int = field(default=20, metadata={"help": "few-shot: fewer training images than this."})
     seed: int = field(default=0, metadata={"help": "Random seed of both stages."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (losses stay float32)."})
+    fp16: bool = field(default=False, metadata={"help": "fp16 mixed precision (losses stay float32)."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache of the embedded data (default: "
                                                                    "$DIVE_HF_CACHE or ~/.cache/dive_hf)."})
@@ -55,6 +59,7 @@ def _stage_config(cls, qs: QuickstartArguments, stage: str, epochs: float, **ext
         optim="sgd", optim_args="momentum=0.9", lr_scheduler_type="cosine", warmup_steps=0.05,
         eval_strategy="no", save_strategy="no", logging_steps=10, report_to="none",
         seed=qs.seed, dataloader_num_workers=qs.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(), bf16=qs.bf16, fp16=qs.fp16,
         many_shot_threshold=qs.many_shot_threshold, few_shot_threshold=qs.few_shot_threshold, **extra,
     )
 

@@ -27,7 +27,7 @@ from PIL import Image as PILImage
 
 __all__ = ["EmbeddedPreset", "EMBEDDED_PRESETS", "load_embedded", "embedded_class_names", "draw_images"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SHAPES = ("disc", "trefoil", "quatrefoil", "cinquefoil", "hexafoil")  # lobes: 0, 3, 4, 5, 6
 STYLES = ("solid", "ring", "striped", "target")
 VARIANTS = "abcde"
@@ -117,11 +117,11 @@ def draw_images(family: int, variant: int, count: int, rng: np.random.Generator)
         img = img * (1 - blob[..., None]) + _hsv_to_rgb(u(0, 1), u(0.3, 1), u(0.3, 1)) * blob[..., None]
     # The object: family silhouette and style; fine class = hue offset + aspect ratio.
     family_hue = (family * 0.382) % 1.0  # golden-ratio spacing keeps family hues apart
-    hue = (family_hue + 0.05 * (variant - 2) + rng.normal(0, 0.012, (n, 1, 1))) % 1.0
+    hue = (family_hue + 0.03 * (variant - 2) + rng.normal(0, 0.012, (n, 1, 1))) % 1.0
     fg_rgb = _hsv_to_rgb(hue, u(0.55, 1.0), u(0.55, 1.0))
     cx, cy, radius = u(11, 21), u(11, 21), u(6.5, 11)
     rot = u(0, 2 * np.pi)
-    aspect = 1.0 + 0.1 * (variant - 2) + rng.normal(0, 0.03, (n, 1, 1))
+    aspect = 1.0 + 0.06 * (variant - 2) + rng.normal(0, 0.03, (n, 1, 1))
     dx, dy = xs - cx, ys - cy
     rx = dx * np.cos(rot) + dy * np.sin(rot)
     ry = (-dx * np.sin(rot) + dy * np.cos(rot)) * aspect

@@ -1,0 +1,32 @@
+"""`dive-hf demo` / recipes/quickstart.py: both stages, the printed table, the two Hub-ready folders."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_recipe_end_to_end(tmp_path, _isolated_caches):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, str(ROOT / "recipes" / "quickstart.py"), "--preset", "tiny", "--max_steps", "3",
+           "--batch_size", "16", "--many_shot_threshold", "20", "--few_shot_threshold", "8",
+           "--output_dir", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("shot groups by training count: many > 20") for line in lines)
+    rows = {line.split()[0]: line.split()[-4:] for line in lines if line.startswith(("teacher", "student"))}
+    assert set(rows) == {"teacher", "student"}
+    summary = json.loads((out / "results.json").read_text())
+    for stage in ("teacher", "student"):
+        assert rows[stage][0] == f"{100 * summary[stage]['eval_accuracy']:.2f}"
+        assert {"config.json", "model.safetensors", "README.md", "eval_results.json"} <= {
+            p.name for p in (out / stage).iterdir()}
+
+
+def test_cli_usage():
+    from dive_hf.cli import main
+
+    assert main(["--help"]) == 0
+    assert main(["no-such-command"]) == 2

@@ -1,0 +1,175 @@
+"""End to end: a Balanced-Softmax teacher, then a DiVE student, on the tiny embedded data."""
+import json
+
+import numpy as np
+import pytest
+import safetensors.torch
+import timm
+import torch
+from transformers import AutoModelForImageClassification
+
+from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer, DiVEConfig, DiVETrainer
+from dive_hf.data import class_counts
+from dive_hf.teacher import FrozenTeacher
+
+from conftest import stage_kwargs
+
+
+def _logits_three_ways(folder, x):
+    timm_model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    hf_model = AutoModelForImageClassification.from_pretrained(str(folder)).eval()
+    with torch.no_grad():
+        return timm_model(x), hf_model(pixel_values=x).logits
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
+def test_stage_folder_loads_with_identical_logits_in_timm_and_transformers(two_stage_run, stage, tiny_splits):
+    folder = two_stage_run["root"] / stage
+    trainer = two_stage_run[stage]
+    x = torch.stack([tiny_splits[2][i]["pixel_values"] for i in range(6)])
+    with torch.no_grad():
+        trained = trainer.model.eval()(x)
+    via_timm, via_transformers = _logits_three_ways(folder, x)
+    torch.testing.assert_close(via_timm, trained, rtol=0, atol=0)
+    torch.testing.assert_close(via_transformers, trained, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
+def test_stage_folder_layout(two_stage_run, stage, tiny_splits):
+    folder = two_stage_run["root"] / stage
+    assert {"config.json", "model.safetensors", "README.md", "eval_results.json"} <= {p.name for p in folder.iterdir()}
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "resnet20_cifar" and config["num_classes"] == 10
+    assert "num_classes" not in config.get("model_args", {})  # transformers' TimmWrapper would reject it
+    assert config["label_names"] == tiny_splits[0].features["label"].names
+    dive = config["dive"]
+    assert dive["stage"] == stage and dive["class_counts"] == class_counts(tiny_splits[0])
+    assert dive["many_shot_threshold"] == 20 and dive["few_shot_threshold"] == 8
+    assert dive["imbalance_factor"] == pytest.approx(10.0)
+    results = json.loads((folder / "eval_results.json").read_text())
+    metrics = two_stage_run[stage].latest_eval_metrics()
+    assert results["metrics"]["eval_accuracy"] == metrics["eval_accuracy"]
+    assert {"eval_many_shot_accuracy", "eval_medium_shot_accuracy", "eval_few_shot_accuracy"} <= set(metrics)
+    card = (folder / "README.md").read_text()
+    assert f"{100 * metrics['eval_accuracy']:.2f}" in card and "import dive_hf" in card
+    keys = safetensors.torch.load_file(folder / "model.safetensors").keys()
+    assert set(keys) == set(two_stage_run[stage].model.state_dict())
+
+
+def test_student_records_its_teacher(two_stage_run):
+    dive = json.loads((two_stage_run["root"] / "student" / "config.json").read_text())["dive"]
+    assert (dive["temperature"], dive["power"], dive["alpha"]) == (4.0, 0.5, 0.5)
+    teacher = dive["teacher"]
+    assert teacher["name_or_path"] == str(two_stage_run["root"] / "teacher")
+    from dive_hf.hub import file_sha256
+    assert teacher["sha256"] == file_sha256(two_stage_run["root"] / "teacher" / "model.safetensors")
+
+
+def test_teacher_stays_frozen_in_eval_mode_and_out_of_the_student(two_stage_run):
+    student = two_stage_run["student"]
+    modes = two_stage_run["teacher_modes"]
+    assert len(modes) == 4 and not any(modes)
+    after = student.teacher.model.state_dict()
+    for name, before in two_stage_run["teacher_state_before"].items():
+        assert torch.equal(after[name], before), f"teacher tensor {name} changed during distillation"
+    assert all(not p.requires_grad for p in student.teacher.parameters())
+    student_keys = set(safetensors.torch.load_file(two_stage_run["root"] / "student" / "model.safetensors"))
+    assert not any("teacher" in k for k in student_keys)
+    assert student_keys == set(student.model.state_dict())
+    student.teacher.train()  # nothing can switch it back to training mode
+    assert not student.teacher.training and not student.teacher.model.training
+
+
+def test_student_logs_both_loss_parts(two_stage_run):
+    logs = [e for e in two_stage_run["student"].state.log_history if "loss" in e]
+    assert logs and all({"loss_hard", "loss_distill"} <= set(e) for e in logs)
+    for entry in logs:
+        assert np.isfinite(entry["loss_hard"]) and entry["loss_distill"] >= 0
+
+
+def test_student_is_trained_from_scratch(two_stage_run):
+    student = two_stage_run["student"].model.state_dict()
+    teacher = two_stage_run["teacher"].model.state_dict()
+    assert not torch.equal(student["conv1.weight"], teacher["conv1.weight"])
+
+
+def test_training_lowers_the_bsce_loss(tiny_splits, tmp_path):
+    _, train, _ = tiny_splits
+    args = BalancedSoftmaxConfig(**stage_kwargs(tmp_path, max_steps=12, logging_steps=1))
+    trainer = BalancedSoftmaxTrainer(model="resnet20_cifar", args=args, train_dataset=train)
+    trainer.train()
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_teacher_inputs_are_renormalised(two_stage_run):
+    teacher = timm.create_model(f"local-dir:{two_stage_run['root'] / 'teacher'}", pretrained=True).eval()
+    t_mean, t_std = teacher.pretrained_cfg["mean"], teacher.pretrained_cfg["std"]
+    s_mean, s_std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)  # e.g. a student from timm with other statistics
+    wrapped = FrozenTeacher(teacher, s_mean, s_std)
+    assert wrapped.renormalise
+    raw = torch.rand(3, 3, 32, 32)
+    as_student = (raw - torch.tensor(s_mean).view(1, 3, 1, 1)) / torch.tensor(s_std).view(1, 3, 1, 1)
+    as_teacher = (raw - torch.tensor(t_mean).view(1, 3, 1, 1)) / torch.tensor(t_std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(as_student), teacher(as_teacher), rtol=1e-4, atol=1e-4)
+    assert not FrozenTeacher(teacher, t_mean, t_std).renormalise
+
+
+def test_any_timm_student_with_a_cifar_teacher(two_stage_run, tiny_splits, tmp_path):
+    """A timm-native student (other mean/std) distils from the CIFAR ResNet teacher; bf16 autocast and gradient
+    accumulation on the way."""
+    _, train, test = tiny_splits
+    args = DiVEConfig(**stage_kwargs(tmp_path, max_steps=2, gradient_accumulation_steps=2, bf16=True,
+                                     logging_steps=1, teacher_model_name_or_path=str(two_stage_run["root"] / "teacher")))
+    trainer = DiVETrainer(model=timm.create_model("test_resnet", num_classes=10), args=args, train_dataset=train,
+                          eval_dataset=test)
+    assert trainer.teacher.renormalise  # test_resnet normalises with 0.5/0.5, the teacher with CIFAR statistics
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    assert len(logs) == 2 and all(np.isfinite(e["loss"]) and "loss_distill" in e for e in logs)
+    metrics = trainer.evaluate()
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+    assert next(trainer.model.parameters()).dtype == torch.float32
+
+
+def test_teacher_with_other_classes_is_rejected(two_stage_run, tiny_data, tmp_path):
+    from dive_hf.data import attach_transform, cifar_transform, make_long_tailed
+
+    # same images, label names reversed: the teacher's class order no longer matches
+    names = tiny_data["train"].features["label"].names
+    renamed = tiny_data["train"].cast_column("label", type(tiny_data["train"].features["label"])(names=names[::-1]))
+    train = attach_transform(make_long_tailed(renamed, 10), cifar_transform((0.5,) * 3, (0.25,) * 3, True))
+    args = DiVEConfig(**stage_kwargs(tmp_path, teacher_model_name_or_path=str(two_stage_run["root"] / "teacher")))
+    with pytest.raises(ValueError, match=rf"class 0 is '{names[0]}' for the teacher but '{names[-1]}'"):
+        DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train)
+
+
+def test_missing_teacher_folder_is_a_clear_error(tiny_splits, tmp_path):
+    args = DiVEConfig(**stage_kwargs(tmp_path, teacher_model_name_or_path=str(tmp_path / "no_such_teacher")))
+    with pytest.raises(FileNotFoundError, match="no_such_teacher"):
+        DiVETrainer(model="resnet20_cifar", args=args, train_dataset=tiny_splits[1])
+
+
+def test_model_with_wrong_class_count_is_rejected(tiny_splits, tmp_path):
+    args = BalancedSoftmaxConfig(**stage_kwargs(tmp_path))
+    with pytest.raises(ValueError, match="model has 7 outputs but the training set has 10 classes"):
+        BalancedSoftmaxTrainer(model=timm.create_model("resnet20_cifar", num_classes=7), args=args,
+                               train_dataset=tiny_splits[1])
+
+
+def test_empty_class_in_training_set_names_the_class(tiny_data, tmp_path):
+    from dive_hf.data import attach_transform, cifar_transform
+
+    without_3 = tiny_data["train"].filter(lambda y: y != 3, input_columns="label")
+    train = attach_transform(without_3, cifar_transform((0.5,) * 3, (0.25,) * 3, True))
+    with pytest.raises(ValueError, match=r"class_counts\[3\] = 0"):
+        BalancedSoftmaxTrainer(model="resnet20_cifar", args=BalancedSoftmaxConfig(**stage_kwargs(tmp_path)),
+                               train_dataset=train)
+
+
+def test_dive_trainer_needs_a_dive_config(tiny_splits, tmp_path):
+    with pytest.raises(TypeError, match="needs a DiVEConfig"):
+        DiVETrainer(model="resnet20_cifar", args=BalancedSoftmaxConfig(**stage_kwargs(tmp_path)),
+                    train_dataset=tiny_splits[1])
