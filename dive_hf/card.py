@@ -128,6 +128,7 @@ def training_summary(trainer) -> dict:
 def write_model_card(output_dir: str, trainer, model_name: str | None = None) -> None:
     """Render ``README.md`` for a stage folder whose ``config.json`` is already written."""
     config = json.loads((Path(output_dir) / CONFIG_NAME).read_text())
-    repo_id = model_name or trainer.args.hub_model_id or Path(output_dir).resolve().name
+    # Without a Hub id the snippets show where the user's repo will be.
+    repo_id = model_name or trainer.args.hub_model_id or f"<user>/{Path(output_dir).resolve().name}"
     text = render_model_card(config, trainer.latest_eval_metrics(), training_summary(trainer), repo_id)
     write_text(Path(output_dir) / CARD_NAME, text)

@@ -13,7 +13,7 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
+from transformers import Trainer, set_seed
 
 from . import __version__
 from .card import write_model_card
@@ -76,6 +76,7 @@ class BalancedSoftmaxTrainer(Trainer):
         except (AttributeError, ValueError):
             self.label_names_ = None
         if isinstance(model, str):
+            set_seed(args.seed)  # Trainer seeds only after __init__; the initial weights must be reproducible too
             model = timm.create_model(model, num_classes=len(self.class_counts))
         if getattr(model, "num_classes", len(self.class_counts)) != len(self.class_counts):
             raise ValueError(f"model has {model.num_classes} outputs but the training set has "
@@ -169,13 +170,13 @@ class BalancedSoftmaxTrainer(Trainer):
                 "class_counts_source": "training set",
                 "metrics": metrics,
             })
-        self.create_model_card()
+        write_model_card(output_dir, self)
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
-        """Write ``README.md`` (replaces transformers' card, which knows nothing of timm models or shot groups)."""
-        if not self.is_world_process_zero():
-            return
-        write_model_card(self.args.output_dir, self, model_name=model_name)
+        """Write ``README.md`` into ``output_dir`` (replaces transformers' card, which knows nothing of timm models
+        or shot groups); ``Trainer.push_to_hub`` calls this."""
+        if self.is_world_process_zero():
+            write_model_card(self.args.output_dir, self, model_name=model_name)
 
 
 class DiVETrainer(BalancedSoftmaxTrainer):

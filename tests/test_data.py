@@ -31,6 +31,7 @@ def test_tiny_preset_layout(tiny_data):
     assert isinstance(train.features["label"], datasets.ClassLabel)
     assert train.features["label"].names == embedded_class_names(EMBEDDED_PRESETS["tiny"])
     assert class_counts(train) == [40] * 10 and class_counts(test) == [8] * 10
+    assert train.info.dataset_name == "dive_hf-embedded-tiny" and train.split == "train"
     image = train[0]["image"]
     assert image.size == (32, 32) and image.mode == "RGB"
 

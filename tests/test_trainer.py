@@ -173,3 +173,27 @@ def test_dive_trainer_needs_a_dive_config(tiny_splits, tmp_path):
     with pytest.raises(TypeError, match="needs a DiVEConfig"):
         DiVETrainer(model="resnet20_cifar", args=BalancedSoftmaxConfig(**stage_kwargs(tmp_path)),
                     train_dataset=tiny_splits[1])
+
+
+def test_checkpoints_use_the_timm_layout_and_resume(tiny_splits, tmp_path):
+    """Trainer checkpoints are loadable timm folders, and resuming one reproduces the uninterrupted run.
+
+    Without augmentation: Accelerate's loader fetches one batch ahead, so a random transform of the batch after a
+    checkpoint draws from the RNG before the checkpoint saves its state (known limitation, noted for resumption)."""
+    from dive_hf.data import attach_transform, cifar_transform
+
+    train = attach_transform(tiny_splits[0], cifar_transform((0.5,) * 3, (0.25,) * 3, train=False))
+    kwargs = dict(max_steps=4, save_strategy="steps", save_steps=2, logging_steps=1)
+    full = BalancedSoftmaxTrainer(model="resnet20_cifar", train_dataset=train,
+                                  args=BalancedSoftmaxConfig(**stage_kwargs(tmp_path / "full", **kwargs)))
+    full.train()
+    checkpoint = tmp_path / "full" / "checkpoint-2"
+    assert {"config.json", "model.safetensors", "optimizer.pt", "trainer_state.json"} <= {
+        p.name for p in checkpoint.iterdir()}
+    timm.create_model(f"local-dir:{checkpoint}", pretrained=True)  # loads as a timm model
+
+    resumed = BalancedSoftmaxTrainer(model="resnet20_cifar", train_dataset=train,
+                                     args=BalancedSoftmaxConfig(**stage_kwargs(tmp_path / "resumed", **kwargs)))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name

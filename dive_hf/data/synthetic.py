@@ -150,7 +150,7 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _build_split(preset: EmbeddedPreset, split: str, per_class: int):
+def _build_split(preset: EmbeddedPreset, name: str, split: str, per_class: int):
     import datasets
 
     names = embedded_class_names(preset)
@@ -165,7 +165,9 @@ def _build_split(preset: EmbeddedPreset, split: str, per_class: int):
         labels += [label] * per_class
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
     # Order within a split: class by class, in drawing order — the CIFAR-LT rule takes prefixes in this order.
-    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features, split=split)
+    info = datasets.DatasetInfo(dataset_name=f"dive_hf-embedded-{name}", config_name=name, features=features,
+                                description=f"dive_hf embedded shapes, preset {name!r}: {preset}")
+    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features, info=info, split=split)
 
 
 def _cache_root() -> Path:
@@ -200,8 +202,8 @@ def load_embedded(preset: str | EmbeddedPreset = "demo", cache_dir: str | os.Pat
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             dd = datasets.DatasetDict({
-                "train": _build_split(preset, "train", preset.train_per_class),
-                "test": _build_split(preset, "test", preset.test_per_class),
+                "train": _build_split(preset, name, "train", preset.train_per_class),
+                "test": _build_split(preset, name, "test", preset.test_per_class),
             })
             dd.save_to_disk(str(tmp))
             try:
