@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # GPU check for the lent device (see the device tool's README): run from the repo root with .whl carried.
-# 1) the quickstart (both stages) on the GPU in bf16, 2) the test suite under the device's (floor) versions.
+# 1) the quickstart (both stages) on the GPU in $PRECISION (bf16 | fp16), 2) unless RUN_TESTS=0, the test suite under
+# the device's (floor) versions.
 set -u
+PRECISION=${PRECISION:-bf16}
 OUT=${OUT:-/tmp/out}
 need_pyarrow=$(python3 -c "import pyarrow; print(int(pyarrow.__version__.split('.')[0]) < 24)" 2>/dev/null || echo True)
 wheels=".whl/datasets-*.whl .whl/evaluate-*.whl .whl/dill-*.whl .whl/multiprocess-*.whl"
@@ -10,8 +12,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DIVE_HF_CACHE=/tmp/dcache
 nvidia-smi -L | tee "$OUT/device.txt"
 python3 -c "import torch, timm, transformers, accelerate, datasets, evaluate, pyarrow; print('torch', torch.__version__, 'timm', timm.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'datasets', datasets.__version__, 'evaluate', evaluate.__version__, 'pyarrow', pyarrow.__version__)" | tee -a "$OUT/device.txt"
-( time python3 recipes/quickstart.py --bf16 --output_dir /tmp/demo_gpu --dataloader_num_workers 4 ) > "$OUT/demo_gpu.log" 2>&1
+( time python3 recipes/quickstart.py --$PRECISION --output_dir /tmp/demo_gpu --dataloader_num_workers 4 ) > "$OUT/demo_gpu.log" 2>&1
 tail -12 "$OUT/demo_gpu.log"
 cp /tmp/demo_gpu/results.json "$OUT/demo_gpu_results.json" 2>/dev/null
 cp /tmp/demo_gpu/student/config.json "$OUT/student_config.json" 2>/dev/null
+[ "${RUN_TESTS:-1}" = "0" ] && exit 0
 timeout 300 python3 -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -25 | tee "$OUT/pytest.log"

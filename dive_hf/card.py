@@ -16,6 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from . import __version__
 from .atomic import write_text
 from .hub import CARD_NAME, CONFIG_NAME
+from .report import percent
 
 __all__ = ["render_model_card", "write_model_card", "results_table", "CITATION"]
 
@@ -29,10 +30,6 @@ _METRICS = (("accuracy", "Top-1"), ("many_shot_accuracy", "Many-shot top-1"),
             ("top5_accuracy", "Top-5"))
 
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
-
-
 def results_table(metrics: dict, prefix: str = "eval_") -> str:
     """A Markdown table: overall / many / medium / few top-1 (and top-5), in %."""
     cols = [(k, name) for k, name in _METRICS if f"{prefix}{k}" in metrics]
@@ -40,7 +37,7 @@ def results_table(metrics: dict, prefix: str = "eval_") -> str:
         return ""
     head = "| " + " | ".join(name for _, name in cols) + " |"
     rule = "|" + "---|" * len(cols)
-    row = "| " + " | ".join(_pct(metrics[f"{prefix}{k}"]) for k, _ in cols) + " |"
+    row = "| " + " | ".join(percent(metrics[f"{prefix}{k}"]) for k, _ in cols) + " |"
     return "\n".join([head, rule, row])
 
 

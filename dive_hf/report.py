@@ -1,13 +1,14 @@
 """Plain-text result tables for terminals and logs."""
 from __future__ import annotations
 
-__all__ = ["format_results"]
+__all__ = ["format_results", "percent"]
 
 _COLUMNS = (("accuracy", "overall"), ("many_shot_accuracy", "many"), ("medium_shot_accuracy", "medium"),
             ("few_shot_accuracy", "few"))
 
 
-def _pct(value) -> str:
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with two decimals; ``–`` for a missing value (e.g. an empty shot group)."""
     return "–" if value is None else f"{100 * value:.2f}"
 
 
@@ -27,5 +28,5 @@ def format_results(rows: dict[str, dict], class_counts: list[int], groups: dict[
     lines += [header, "-" * len(header)]
     for name, metrics in rows.items():
         values = [metrics.get(f"eval_{key}", metrics.get(key)) for key, _ in _COLUMNS]
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{_pct(v):>7}" for v in values))
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{percent(v):>7}" for v in values))
     return "\n".join(lines)

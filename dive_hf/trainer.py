@@ -72,9 +72,9 @@ class BalancedSoftmaxTrainer(Trainer):
         self.class_counts = [int(c) for c in class_counts]
         log_prior(self.class_counts)  # validates: ValueError naming the first empty class
         try:
-            self.label_names_ = dataset_label_names(train_dataset, label_column)
+            self.class_names = dataset_label_names(train_dataset, label_column)
         except (AttributeError, ValueError):
-            self.label_names_ = None
+            self.class_names = None
         if isinstance(model, str):
             set_seed(args.seed)  # Trainer seeds only after __init__; the initial weights must be reproducible too
             model = timm.create_model(model, num_classes=len(self.class_counts))
@@ -138,7 +138,7 @@ class BalancedSoftmaxTrainer(Trainer):
         if not self.args.should_save:
             return
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        save_checkpoint(model, output_dir, self.label_names_, self.dive_metadata(), state_dict)
+        save_checkpoint(model, output_dir, self.class_names, self.dive_metadata(), state_dict)
         write_json(Path(output_dir) / "training_args.json", self.args.to_dict())  # to_dict redacts tokens
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -198,7 +198,7 @@ class DiVETrainer(BalancedSoftmaxTrainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         teacher, self.teacher_config, self.teacher_sha256 = load_teacher(
             args.teacher_model_name_or_path, args.teacher_revision)
-        check_teacher_matches(self.teacher_config, len(self.class_counts), self.label_names_, self.class_counts,
+        check_teacher_matches(self.teacher_config, len(self.class_counts), self.class_names, self.class_counts,
                               args.teacher_model_name_or_path)
         student_cfg = getattr(self.model, "pretrained_cfg", {}) or {}
         teacher = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std"))

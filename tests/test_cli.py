@@ -30,3 +30,15 @@ def test_cli_usage():
 
     assert main(["--help"]) == 0
     assert main(["no-such-command"]) == 2
+
+
+def test_quickstart_arguments_from_yaml_and_flags(tmp_path):
+    from dive_hf.cli import parse_dataclass_args
+    from dive_hf.quickstart import QuickstartArguments
+
+    path = tmp_path / "qs.yaml"
+    path.write_text("preset: tiny\ntemperature: 6.0\npower: 1.0\narch: resnet32_cifar\n")
+    args = parse_dataclass_args(QuickstartArguments, [str(path)], prog="t")
+    assert (args.preset, args.temperature, args.power, args.arch) == ("tiny", 6.0, 1.0, "resnet32_cifar")
+    args = parse_dataclass_args(QuickstartArguments, ["--alpha", "0.25", "--bf16"], prog="t")
+    assert args.alpha == 0.25 and args.bf16 and args.preset == "demo"

@@ -53,6 +53,8 @@ def test_classes_come_in_families_with_intra_class_variation():
     assert len(set(layout)) == 100
     families = {f for f, _ in layout}
     assert len(families) == 20
+    names = embedded_class_names(preset)
+    assert len(set(names)) == 100 and len({n.rsplit("_", 1)[0] for n in names}) == 20
     drawn = draw_images(3, 2, 50, np.random.default_rng(0))
     assert drawn.shape == (50, 32, 32, 3) and drawn.dtype == np.uint8
     images = drawn.astype(np.float32)

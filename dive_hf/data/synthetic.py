@@ -69,14 +69,16 @@ def _class_layout(preset: EmbeddedPreset) -> list[tuple[int, int]]:
     are), so head and tail classes both come from every family."""
     if not 1 <= preset.num_families <= len(SHAPES) * len(STYLES):
         raise ValueError(f"num_families={preset.num_families}: must be between 1 and {len(SHAPES) * len(STYLES)}")
-    # Spread the chosen families over shapes and styles: family k uses shape k % 5, style (k // 5 + k) % 4.
     pairs = [(f, v) for f in range(preset.num_families) for v in range(len(VARIANTS))]
     order = np.random.default_rng(1234 + preset.num_families).permutation(len(pairs))
     return [pairs[i] for i in order]
 
 
 def _family_shape_style(family: int) -> tuple[int, int]:
-    return family % len(SHAPES), (family // len(SHAPES) + family) % len(STYLES)
+    """Family k → (shape k mod 5, style (k div 5 + k mod 5) mod 4): a bijection onto the 20 (shape, style)
+    pairs whose first four families already differ in both shape and style."""
+    shape, row = family % len(SHAPES), family // len(SHAPES)
+    return shape, (row + shape) % len(STYLES)
 
 
 def embedded_class_names(preset: EmbeddedPreset) -> list[str]:
