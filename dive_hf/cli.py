@@ -9,6 +9,7 @@ USAGE = """usage: dive-hf COMMAND [--flags]
 
 commands:
   demo    both DiVE stages on the embedded data, printing many/medium/few accuracy (see `dive-hf demo --help`)
+  data    summary of a split: classes, images, imbalance factor, shot groups, head → tail histogram
 """
 
 
@@ -35,7 +36,32 @@ def demo(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"demo": demo}
+def data(argv: list[str]) -> int:
+    from .data.sources import load_splits
+    from .data.summary import DataSummaryArguments, format_summary, split_summary
+
+    args = parse_dataclass_args(DataSummaryArguments, argv, prog="dive-hf data")
+    train, evaluation = load_splits(args)
+    split = train if args.which == "train" else evaluation
+    if split is None:
+        raise SystemExit(f"no {args.which} split in this data source")
+    summary = split_summary(split, args.label_column, args.many_shot_threshold, args.few_shot_threshold)
+    print(format_summary(summary))
+    if args.plot:
+        from .plots import plot_class_counts
+
+        plot_class_counts(summary["class_counts"], args.plot, args.many_shot_threshold, args.few_shot_threshold,
+                          title=f"{summary['name'] or args.which}: training images per class")
+        print(f"wrote {args.plot}")
+    if args.json:
+        from .atomic import write_json
+
+        write_json(args.json, summary)
+        print(f"wrote {args.json}")
+    return 0
+
+
+COMMANDS = {"demo": demo, "data": data}
 
 
 def main(argv: list[str] | None = None) -> int:

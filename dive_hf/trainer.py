@@ -68,7 +68,7 @@ class BalancedSoftmaxTrainer(Trainer):
         if train_dataset is None:
             raise ValueError(f"{type(self).__name__} needs a train_dataset: the class counts come from it")
         if class_counts is None:
-            class_counts = dataset_class_counts(train_dataset, label_column)
+            class_counts = dataset_class_counts(train_dataset, label_column, require_all=True)
         self.class_counts = [int(c) for c in class_counts]
         log_prior(self.class_counts)  # validates: ValueError naming the first empty class
         try:

@@ -40,14 +40,24 @@ def label_names(dataset, label_column: str = "label") -> list[str]:
     return list(_class_label(dataset, label_column).names)
 
 
-def class_counts(dataset, label_column: str = "label") -> list[int]:
-    """Images per class, indexed by label (length = the ``ClassLabel``'s ``num_classes``; empty classes are 0)."""
-    num_classes = _class_label(dataset, label_column).num_classes
+def class_counts(dataset, label_column: str = "label", require_all: bool = False) -> list[int]:
+    """Images per class, indexed by label (length = the ``ClassLabel``'s ``num_classes``; empty classes are 0).
+
+    With ``require_all=True`` an empty class is a ``ValueError`` naming it (Balanced Softmax needs ``log n_c``).
+    """
+    feature = _class_label(dataset, label_column)
     labels = _labels(dataset, label_column)
-    bad = labels[(labels < 0) | (labels >= num_classes)]
+    bad = labels[(labels < 0) | (labels >= feature.num_classes)]
     if bad.size:
-        raise ValueError(f"label {int(bad[0])} in column {label_column!r} is outside [0, {num_classes})")
-    return np.bincount(labels, minlength=num_classes).tolist()
+        raise ValueError(f"label {int(bad[0])} in column {label_column!r} is outside [0, {feature.num_classes})")
+    counts = np.bincount(labels, minlength=feature.num_classes).tolist()
+    empty = [i for i, c in enumerate(counts) if c == 0]
+    if require_all and empty:
+        raise ValueError(
+            f"class {empty[0]} ({feature.names[empty[0]]!r}) has no training images ({len(empty)} empty class(es) "
+            f"in total); Balanced Softmax needs at least one image per class: drop the class or fix the split"
+        )
+    return counts
 
 
 def long_tail_counts(n_max: int, imbalance_factor: float, num_classes: int) -> list[int]:

@@ -17,17 +17,17 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
 
+from .cache import cache_root, cached_dataset
+
 __all__ = ["EmbeddedPreset", "EMBEDDED_PRESETS", "load_embedded", "embedded_class_names", "draw_images"]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 2  # changes the pixels (it seeds the drawing)
+CACHE_LAYOUT_VERSION = 2  # changes only what is stored around them (features, info)
 SHAPES = ("disc", "trefoil", "quatrefoil", "cinquefoil", "hexafoil")  # lobes: 0, 3, 4, 5, 6
 STYLES = ("solid", "ring", "striped", "target")
 VARIANTS = "abcde"
@@ -172,12 +172,9 @@ def _build_split(preset: EmbeddedPreset, name: str, split: str, per_class: int):
     return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features, info=info, split=split)
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("DIVE_HF_CACHE", Path.home() / ".cache" / "dive_hf"))
-
-
 def _fingerprint(preset: EmbeddedPreset) -> str:
-    payload = json.dumps({**asdict(preset), "generator": GENERATOR_VERSION}, sort_keys=True)
+    payload = json.dumps({**asdict(preset), "generator": GENERATOR_VERSION, "layout": CACHE_LAYOUT_VERSION},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -197,22 +194,8 @@ def load_embedded(preset: str | EmbeddedPreset = "demo", cache_dir: str | os.Pat
         name, preset = preset, EMBEDDED_PRESETS[preset]
     else:
         name = "custom"
-    root = Path(cache_dir) if cache_dir is not None else _cache_root()
-    target = root / "embedded" / f"{name}-{_fingerprint(preset)}"
-    if not (target / "dataset_dict.json").is_file():
-        root.joinpath("embedded").mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            dd = datasets.DatasetDict({
-                "train": _build_split(preset, name, "train", preset.train_per_class),
-                "test": _build_split(preset, name, "test", preset.test_per_class),
-            })
-            dd.save_to_disk(str(tmp))
-            try:
-                os.rename(tmp, target)  # atomic: the cache entry is complete or absent
-            except OSError:
-                if not (target / "dataset_dict.json").is_file():  # lost a race to another process: fine
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return datasets.load_from_disk(str(target))
+    target = cache_root(cache_dir) / "embedded" / f"{name}-{_fingerprint(preset)}"
+    return cached_dataset(target, lambda: datasets.DatasetDict({
+        "train": _build_split(preset, name, "train", preset.train_per_class),
+        "test": _build_split(preset, name, "test", preset.test_per_class),
+    }))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import datasets
 import torch
 from torchvision import transforms as T
 
@@ -29,11 +30,26 @@ def model_transform(model: torch.nn.Module, train: bool) -> Callable:
 
 
 def attach_transform(dataset, transform: Callable, image_column: str = "image", label_column: str = "label"):
-    """``dataset.with_transform`` producing the Trainer's columns: ``pixel_values`` and ``labels``."""
+    """``dataset.with_transform`` producing the Trainer's columns: ``pixel_values`` and ``labels``.
+
+    Images are decoded here rather than by ``datasets`` so that a file that fails to decode (truncated, corrupt,
+    deleted) raises an ``OSError`` naming its path instead of a bare PIL error mid-epoch.
+    """
+    feature = dataset.features[image_column]
+    if isinstance(feature, datasets.Image) and feature.decode:
+        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    decoder = datasets.Image()
+
+    def decode(value):
+        try:
+            return decoder.decode_example(value).convert("RGB")
+        except Exception as e:  # noqa: BLE001 — PIL raises many types for broken files
+            where = value.get("path") if isinstance(value, dict) else None
+            raise OSError(f"cannot decode image {where or '(embedded bytes)'}: {e}") from e
 
     def apply(batch):
         return {
-            "pixel_values": [transform(image.convert("RGB")) for image in batch[image_column]],
+            "pixel_values": [transform(decode(value)) for value in batch[image_column]],
             "labels": batch[label_column],
         }
 

@@ -1,0 +1,87 @@
+"""Where a split comes from — the embedded data, a Hub / saved ``datasets`` dataset, OLTR lists or iNat JSON —
+as one argument dataclass shared by the commands and recipes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from .long_tail import make_long_tailed
+from .split_list import load_inat_json, load_split_list
+from .synthetic import EMBEDDED_PRESETS, load_embedded
+
+__all__ = ["DataArguments", "load_splits"]
+
+
+@dataclass
+class DataArguments:
+    """One data source (give exactly one of ``dataset``, ``train_list``, ``inat_train_json``)."""
+
+    dataset: str | None = field(default=None, metadata={"help": (
+        "'embedded:<preset>' (" + ", ".join(sorted(EMBEDDED_PRESETS)) + "), a Hub dataset id (e.g. uoft-cs/cifar100) "
+        "or a folder written by datasets' save_to_disk.")})
+    train_list: str | None = field(default=None, metadata={"help": "OLTR list of the training split "
+                                                                    "(e.g. ImageNet_LT_train.txt)."})
+    eval_list: str | None = field(default=None, metadata={"help": "OLTR list of the evaluation split "
+                                                                  "(e.g. ImageNet_LT_test.txt)."})
+    inat_train_json: str | None = field(default=None, metadata={"help": "iNaturalist 2018 train2018.json."})
+    inat_val_json: str | None = field(default=None, metadata={"help": "iNaturalist 2018 val2018.json."})
+    image_root: str | None = field(default=None, metadata={"help": "Folder the lists' / JSON's paths are "
+                                                                   "relative to."})
+    train_split: str = field(default="train", metadata={"help": "Split name of the training set (dataset)."})
+    eval_split: str = field(default="test", metadata={"help": "Split name of the evaluation set (dataset)."})
+    image_column: str = field(default="image", metadata={"help": "Image column (CIFAR on the Hub: img)."})
+    label_column: str = field(default="label", metadata={"help": "ClassLabel column (CIFAR-100: fine_label)."})
+    imbalance_factor: float | None = field(default=None, metadata={"help": (
+        "Long-tail the training split by the CIFAR-LT rule at this IF (embedded data: the preset's IF by "
+        "default; list/JSON splits are already long-tailed).")})
+    verify_images: bool = field(default=False, metadata={"help": "Decode every listed image when building."})
+    skip_corrupt: bool = field(default=False, metadata={"help": "Leave undecodable images out (and report them)."})
+
+    def __post_init__(self):
+        given = [name for name in ("dataset", "train_list", "inat_train_json") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one data source of --dataset, --train_list, --inat_train_json "
+                             f"(got {given or 'none'})")
+        if (self.train_list or self.inat_train_json) and not self.image_root:
+            raise ValueError("--image_root is required with --train_list / --inat_train_json")
+        if self.imbalance_factor is not None and self.imbalance_factor < 1:
+            raise ValueError(f"imbalance_factor={self.imbalance_factor}: must be ≥ 1")
+
+
+def _load_dataset_source(args: DataArguments):
+    name = args.dataset
+    if name.startswith("embedded:"):
+        preset = name.split(":", 1)[1]
+        data = load_embedded(preset)
+        imbalance = args.imbalance_factor or EMBEDDED_PRESETS[preset].imbalance_factor
+        return make_long_tailed(data["train"], imbalance), data["test"]
+    if Path(name).is_dir():
+        data = datasets.load_from_disk(name)
+    else:
+        data = datasets.load_dataset(name)
+    if isinstance(data, datasets.Dataset):
+        train, evaluation = data, None
+    else:
+        if args.train_split not in data:
+            raise ValueError(f"dataset {name!r} has no split {args.train_split!r} (splits: {sorted(data)})")
+        train, evaluation = data[args.train_split], data.get(args.eval_split)
+    if args.imbalance_factor:
+        train = make_long_tailed(train, args.imbalance_factor, label_column=args.label_column)
+    return train, evaluation
+
+
+def load_splits(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """``(train, eval)`` raw splits (``eval`` may be ``None``); the eval split shares the training class names."""
+    options = dict(verify_images=args.verify_images, skip_corrupt=args.skip_corrupt)
+    if args.dataset:
+        return _load_dataset_source(args)
+    loader, train_file, eval_file = ((load_split_list, args.train_list, args.eval_list) if args.train_list
+                                     else (load_inat_json, args.inat_train_json, args.inat_val_json))
+    train = loader(train_file, args.image_root, **options)
+    if args.imbalance_factor:
+        train = make_long_tailed(train, args.imbalance_factor)
+    names = train.features["label"].names
+    evaluation = loader(eval_file, args.image_root, class_names=names, **options) if eval_file else None
+    return train, evaluation
