@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import __version__
 from .atomic import write_text
+from .evaluation import PER_CLASS_PLOT_NAME
 from .hub import CARD_NAME, CONFIG_NAME
 from .report import percent
 
@@ -42,7 +43,7 @@ def results_table(metrics: dict, prefix: str = "eval_") -> str:
 
 
 def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str, dataset_name: str | None = None,
-                      license: str = "apache-2.0") -> str:
+                      license: str = "apache-2.0", per_class_plot: str | None = None) -> str:
     """The model card text.
 
     Args:
@@ -93,7 +94,7 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         teacher=teacher, teacher_link=f"https://huggingface.co/{teacher_id}" if is_hub_id else None,
         results_table=results_table(metrics), eval_split=split, eval_size=dataset.get("eval_size", "?"),
         many_threshold=dive.get("many_shot_threshold"), few_threshold=dive.get("few_shot_threshold"),
-        group_sizes=groups, repo_id=repo_id, training=training, citation=CITATION,
+        group_sizes=groups, repo_id=repo_id, training=training, citation=CITATION, per_class_plot=per_class_plot,
     )
     return str(card)
 
@@ -127,5 +128,7 @@ def write_model_card(output_dir: str, trainer, model_name: str | None = None) ->
     config = json.loads((Path(output_dir) / CONFIG_NAME).read_text())
     # Without a Hub id the snippets show where the user's repo will be.
     repo_id = model_name or trainer.args.hub_model_id or f"<user>/{Path(output_dir).resolve().name}"
-    text = render_model_card(config, trainer.latest_eval_metrics(), training_summary(trainer), repo_id)
+    plot = PER_CLASS_PLOT_NAME if (Path(output_dir) / PER_CLASS_PLOT_NAME).exists() else None
+    text = render_model_card(config, trainer.latest_eval_metrics(), training_summary(trainer), repo_id,
+                             per_class_plot=plot)
     write_text(Path(output_dir) / CARD_NAME, text)

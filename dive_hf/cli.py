@@ -8,8 +8,11 @@ __all__ = ["main"]
 USAGE = """usage: dive-hf COMMAND [--flags]
 
 commands:
-  demo    both DiVE stages on the embedded data, printing many/medium/few accuracy (see `dive-hf demo --help`)
-  data    summary of a split: classes, images, imbalance factor, shot groups, head → tail histogram
+  demo               both DiVE stages on the embedded data, printing many/medium/few accuracy (see `dive-hf demo --help`)
+  data               summary of a split: classes, images, imbalance factor, shot groups, head → tail histogram
+  evaluate MODEL     many/medium/few accuracy of a model folder or Hub id on a split; eval_results.json + plot
+  virtual-examples TEACHER
+                     the teacher's virtual-example distribution over its training split for a grid of τ and p
 """
 
 
@@ -44,7 +47,7 @@ def data(argv: list[str]) -> int:
     train, evaluation = load_splits(args)
     split = train if args.which == "train" else evaluation
     if split is None:
-        raise SystemExit(f"no {args.which} split in this data source")
+        raise SystemExit(f"dive-hf data: this data source has no {args.which} split")
     summary = split_summary(split, args.label_column, args.many_shot_threshold, args.few_shot_threshold)
     print(format_summary(summary))
     if args.plot:
@@ -61,7 +64,33 @@ def data(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"demo": demo, "data": data}
+def _positional(argv: list[str], flag: str) -> list[str]:
+    """Allow ``COMMAND VALUE --flags`` as well as ``COMMAND --flag VALUE --flags``."""
+    return [flag, argv[0], *argv[1:]] if argv and not argv[0].startswith("-") else argv
+
+
+def evaluate(argv: list[str]) -> int:
+    from .evaluation import EvaluateArguments, run_evaluate
+
+    args = parse_dataclass_args(EvaluateArguments, _positional(argv, "--model"), prog="dive-hf evaluate")
+    result = run_evaluate(args)
+    print(result["table"])
+    print(f"wrote {result['output_dir']}/eval_results.json and per_class_accuracy.png")
+    return 0
+
+
+def virtual_examples(argv: list[str]) -> int:
+    from .virtual_examples import VirtualExamplesArguments, run_virtual_examples
+
+    args = parse_dataclass_args(VirtualExamplesArguments, _positional(argv, "--teacher"),
+                                prog="dive-hf virtual-examples")
+    result = run_virtual_examples(args)
+    print(result["table"])
+    print("wrote " + " and ".join(result["paths"]))
+    return 0
+
+
+COMMANDS = {"demo": demo, "data": data, "evaluate": evaluate, "virtual-examples": virtual_examples}
 
 
 def main(argv: list[str] | None = None) -> int:

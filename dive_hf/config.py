@@ -39,8 +39,8 @@ class BalancedSoftmaxConfig(TrainingArguments):
         if self.few_shot_threshold < 0 or self.many_shot_threshold < 0:
             raise ValueError(f"shot thresholds must be ≥ 0, got many_shot_threshold={self.many_shot_threshold}, "
                              f"few_shot_threshold={self.few_shot_threshold}")
-        if self.few_shot_threshold > self.many_shot_threshold:
-            raise ValueError(f"few_shot_threshold={self.few_shot_threshold} exceeds "
+        if self.few_shot_threshold >= self.many_shot_threshold:
+            raise ValueError(f"few_shot_threshold={self.few_shot_threshold} must be below "
                              f"many_shot_threshold={self.many_shot_threshold}")
 
 

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 from .data.long_tail import shot_groups  # noqa: E402
 
-__all__ = ["plot_class_counts", "shade_shot_groups"]
+__all__ = ["plot_class_counts", "plot_per_class_accuracy", "plot_virtual_examples", "shade_shot_groups"]
 
 GROUP_COLOURS = {"many": "#4C72B0", "medium": "#DD8452", "few": "#C44E52"}
 
@@ -45,6 +45,63 @@ def plot_class_counts(class_counts: Sequence[int], path: str | os.PathLike, many
     ax.set_ylabel("training images")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_per_class_accuracy(per_class_accuracy: Sequence[float | None], class_counts: Sequence[int],
+                            path: str | os.PathLike, many: int = 100, few: int = 20,
+                            title: str = "Per-class accuracy vs training images") -> None:
+    """Per-class top-1 accuracy, classes sorted by training count (head → tail), shot groups shaded, with the
+    training counts on a second (log) axis."""
+    counts = np.asarray(class_counts)
+    order = np.argsort(-counts, kind="stable")
+    accuracy = np.array([np.nan if a is None else 100 * a for a in per_class_accuracy], dtype=float)[order]
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    shade_shot_groups(ax, counts[order], many, few)
+    ax.bar(np.arange(len(order)), accuracy, width=0.9, color="#333333", label="top-1 accuracy")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set_xlabel("class rank (by training images)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    twin = ax.twinx()
+    twin.plot(np.arange(len(order)), counts[order], color="#2CA02C", linewidth=1.5, label="training images")
+    twin.set_yscale("log")
+    twin.set_ylabel("training images", color="#2CA02C")
+    ax.set_title(title)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="lower left", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_virtual_examples(report: dict, path: str | os.PathLike,
+                          title: str = "Virtual examples per class vs real training images") -> None:
+    """One line per (τ, p) of a :func:`dive_hf.virtual_examples.virtual_example_distribution` report, classes
+    sorted by real count, log scale, with the real counts for reference."""
+    counts = np.asarray(report["class_counts"])
+    order = np.argsort(-counts, kind="stable")
+    x = np.arange(len(order))
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    shade_shot_groups(ax, counts[order], report["many_shot_threshold"], report["few_shot_threshold"])
+    for row in report["rows"]:
+        values = np.asarray(row["per_class"])[order]
+        if row["temperature"] is None:
+            ax.plot(x, values, color="black", linewidth=2.5, label="real training images")
+        else:
+            ax.plot(x, values, linewidth=1.5, label=f"τ={row['temperature']:g}, p={row['power']:g}")
+    ax.set_yscale("log")
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set_xlabel("class rank (by real training images)")
+    ax.set_ylabel("examples per class")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -18,6 +18,7 @@ from .data import EMBEDDED_PRESETS, attach_transform, class_counts, load_embedde
 from .data.long_tail import shot_groups
 from .report import format_results
 from .trainer import BalancedSoftmaxTrainer, DiVETrainer
+from .virtual_examples import format_virtual_examples, teacher_report, write_virtual_examples
 
 __all__ = ["QuickstartArguments", "run_quickstart"]
 
@@ -83,6 +84,12 @@ def run_quickstart(qs: QuickstartArguments) -> dict:
     results["teacher"] = teacher.evaluate()
     teacher.save_model()
 
+    # What the student will see: the teacher's virtual examples per class at the configured (τ, p).
+    results["virtual_examples"] = teacher_report(
+        teacher.model, train_raw, [qs.temperature], [qs.power], qs.many_shot_threshold, qs.few_shot_threshold,
+        device=str(teacher.args.device), progress=False)
+    write_virtual_examples(results["virtual_examples"], qs.output_dir)
+
     student_args = _stage_config(DiVEConfig, qs, "student", qs.student_epochs, temperature=qs.temperature,
                                  power=qs.power, alpha=qs.alpha, teacher_model_name_or_path=teacher_args.output_dir)
     student = DiVETrainer(model=qs.arch, args=student_args, train_dataset=train, eval_dataset=test)
@@ -96,6 +103,7 @@ def run_quickstart(qs: QuickstartArguments) -> dict:
              f"α={qs.alpha}; test split: {len(test):,} images (balanced)")
     results["table"] = format_results({"teacher (BSCE)": results["teacher"], "student (DiVE)": results["student"]},
                                       counts, groups, qs.many_shot_threshold, qs.few_shot_threshold, title)
+    results["table"] += "\n\n" + format_virtual_examples(results["virtual_examples"])
     results["wall_time_s"] = round(time.time() - start, 1)
     summary = {k: results[k] for k in ("teacher", "student", "wall_time_s")}
     (Path(qs.output_dir) / "results.json").write_text(json.dumps(summary, indent=2))

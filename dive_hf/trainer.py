@@ -21,10 +21,11 @@ from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.long_tail import class_counts as dataset_class_counts
 from .data.long_tail import label_names as dataset_label_names
 from .data.long_tail import shot_groups
-from .hub import EVAL_RESULTS_NAME, save_checkpoint
 from .atomic import write_json
+from .evaluation import PER_CLASS_PLOT_NAME, write_eval_report
+from .hub import save_checkpoint
 from .losses import dive_loss_terms_from_prior, log_prior
-from .metrics import make_compute_metrics
+from .metrics import LongTailMetrics
 from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
 
 __all__ = ["BalancedSoftmaxTrainer", "DiVETrainer"]
@@ -82,8 +83,12 @@ class BalancedSoftmaxTrainer(Trainer):
             raise ValueError(f"model has {model.num_classes} outputs but the training set has "
                              f"{len(self.class_counts)} classes")
         self.dataset_info = _dataset_info(train_dataset, kwargs.get("eval_dataset"))
-        kwargs.setdefault("compute_metrics", make_compute_metrics(
-            self.class_counts, args.many_shot_threshold, args.few_shot_threshold))
+        if kwargs.get("compute_metrics") is None:
+            kwargs["compute_metrics"] = LongTailMetrics(self.class_counts, args.many_shot_threshold,
+                                                        args.few_shot_threshold)
+        # Kept to write per-class accuracy and its plot next to the checkpoint (None for a user's own metric).
+        self.long_tail_metrics = kwargs["compute_metrics"] if isinstance(kwargs["compute_metrics"],
+                                                                          LongTailMetrics) else None
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
         self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -160,16 +165,16 @@ class BalancedSoftmaxTrainer(Trainer):
         return {}
 
     def write_reports(self, output_dir: str) -> None:
+        """``eval_results.json`` and ``per_class_accuracy.png`` of the last evaluation (if any), then the card."""
         metrics = self.latest_eval_metrics()
+        plot = Path(output_dir) / PER_CLASS_PLOT_NAME
+        last = self.long_tail_metrics.last if self.long_tail_metrics is not None else None
+        if plot.exists() and (not metrics or last is None):
+            plot.unlink()  # never leave a figure of an older evaluation next to new weights
         if metrics:
-            write_json(Path(output_dir) / EVAL_RESULTS_NAME, {
-                "split": self.dataset_info.get("eval_split"),
-                "dataset": self.dataset_info,
-                "many_shot_threshold": self.args.many_shot_threshold,
-                "few_shot_threshold": self.args.few_shot_threshold,
-                "class_counts_source": "training set",
-                "metrics": metrics,
-            })
+            write_eval_report(output_dir, metrics, last["per_class_accuracy"] if last else None, self.class_counts,
+                              self.args.many_shot_threshold, self.args.few_shot_threshold, self.dataset_info,
+                              "training set", self.class_names)
         write_model_card(output_dir, self)
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:

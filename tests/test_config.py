@@ -39,8 +39,10 @@ def test_alpha_bounds_are_inclusive(tmp_path):
 
 
 def test_shot_threshold_validation(tmp_path):
-    with pytest.raises(ValueError, match="few_shot_threshold=50 exceeds many_shot_threshold=10"):
+    with pytest.raises(ValueError, match="few_shot_threshold=50 must be below many_shot_threshold=10"):
         BalancedSoftmaxConfig(output_dir=str(tmp_path), many_shot_threshold=10, few_shot_threshold=50)
+    with pytest.raises(ValueError, match="few_shot_threshold=10 must be below"):
+        BalancedSoftmaxConfig(output_dir=str(tmp_path), many_shot_threshold=10, few_shot_threshold=10)
 
 
 def test_cli_flags(tmp_path):

@@ -201,7 +201,9 @@ def test_data_arguments_need_one_source():
 
     with pytest.raises(ValueError, match="exactly one data source"):
         DataArguments()
-    with pytest.raises(ValueError, match="--image_root is required"):
-        DataArguments(train_list="x.txt")
+    with pytest.raises(ValueError, match="--image_root is required with --train_list/--eval_list"):
+        DataArguments(eval_list="x.txt")
+    with pytest.raises(ValueError, match="exactly one data source"):
+        DataArguments(dataset="embedded:tiny", train_list="x.txt", image_root=".")
     with pytest.raises(ValueError, match="imbalance_factor=0.5"):
         DataArguments(dataset="embedded:tiny", imbalance_factor=0.5)

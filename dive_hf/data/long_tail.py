@@ -98,8 +98,8 @@ def make_long_tailed(dataset, imbalance_factor: float, label_column: str = "labe
 
 def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> dict[str, list[int]]:
     """Class indices per shot group by *training* count: many > ``many``, few < ``few``, medium otherwise."""
-    if few > many:
-        raise ValueError(f"few threshold ({few}) must not exceed the many threshold ({many})")
+    if few >= many:
+        raise ValueError(f"few-shot threshold ({few}) must be below the many-shot threshold ({many})")
     groups: dict[str, list[int]] = {"many": [], "medium": [], "few": []}
     for label, count in enumerate(class_counts):
         groups["many" if count > many else "few" if count < few else "medium"].append(label)

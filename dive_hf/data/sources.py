@@ -16,7 +16,8 @@ __all__ = ["DataArguments", "load_splits"]
 
 @dataclass
 class DataArguments:
-    """One data source (give exactly one of ``dataset``, ``train_list``, ``inat_train_json``)."""
+    """One data source: ``dataset``, or OLTR lists (``train_list`` and/or ``eval_list``), or iNat JSON
+    (``inat_train_json`` and/or ``inat_val_json``), with ``image_root`` for the last two."""
 
     dataset: str | None = field(default=None, metadata={"help": (
         "'embedded:<preset>' (" + ", ".join(sorted(EMBEDDED_PRESETS)) + "), a Hub dataset id (e.g. uoft-cs/cifar100) "
@@ -40,12 +41,14 @@ class DataArguments:
     skip_corrupt: bool = field(default=False, metadata={"help": "Leave undecodable images out (and report them)."})
 
     def __post_init__(self):
-        given = [name for name in ("dataset", "train_list", "inat_train_json") if getattr(self, name)]
+        kinds = {"--dataset": [self.dataset], "--train_list/--eval_list": [self.train_list, self.eval_list],
+                 "--inat_train_json/--inat_val_json": [self.inat_train_json, self.inat_val_json]}
+        given = [kind for kind, values in kinds.items() if any(values)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one data source of --dataset, --train_list, --inat_train_json "
-                             f"(got {given or 'none'})")
-        if (self.train_list or self.inat_train_json) and not self.image_root:
-            raise ValueError("--image_root is required with --train_list / --inat_train_json")
+            raise ValueError(f"give exactly one data source: --dataset, OLTR lists (--train_list/--eval_list) or "
+                             f"iNat JSON (--inat_train_json/--inat_val_json); got {given or 'none'}")
+        if not self.dataset and not self.image_root:
+            raise ValueError(f"--image_root is required with {given[0]}")
         if self.imbalance_factor is not None and self.imbalance_factor < 1:
             raise ValueError(f"imbalance_factor={self.imbalance_factor}: must be ≥ 1")
 
@@ -56,7 +59,7 @@ def _load_dataset_source(args: DataArguments):
         preset = name.split(":", 1)[1]
         data = load_embedded(preset)
         imbalance = args.imbalance_factor or EMBEDDED_PRESETS[preset].imbalance_factor
-        return make_long_tailed(data["train"], imbalance), data["test"]
+        return make_long_tailed(data["train"], imbalance), data.get(args.eval_split)
     if Path(name).is_dir():
         data = datasets.load_from_disk(name)
     else:
@@ -64,24 +67,29 @@ def _load_dataset_source(args: DataArguments):
     if isinstance(data, datasets.Dataset):
         train, evaluation = data, None
     else:
-        if args.train_split not in data:
-            raise ValueError(f"dataset {name!r} has no split {args.train_split!r} (splits: {sorted(data)})")
-        train, evaluation = data[args.train_split], data.get(args.eval_split)
-    if args.imbalance_factor:
+        if args.train_split not in data and args.eval_split not in data:
+            raise ValueError(f"dataset {name!r} has neither split {args.train_split!r} nor {args.eval_split!r} "
+                             f"(splits: {sorted(data)})")
+        train, evaluation = data.get(args.train_split), data.get(args.eval_split)
+    if train is not None and args.imbalance_factor:
         train = make_long_tailed(train, args.imbalance_factor, label_column=args.label_column)
     return train, evaluation
 
 
-def load_splits(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """``(train, eval)`` raw splits (``eval`` may be ``None``); the eval split shares the training class names."""
+def load_splits(args: DataArguments, class_names: list[str] | None = None
+                ) -> tuple[datasets.Dataset | None, datasets.Dataset | None]:
+    """``(train, eval)`` raw splits (either may be ``None``). List/JSON splits take ``class_names`` if given, else
+    the eval split shares the training split's class names."""
     options = dict(verify_images=args.verify_images, skip_corrupt=args.skip_corrupt)
     if args.dataset:
         return _load_dataset_source(args)
-    loader, train_file, eval_file = ((load_split_list, args.train_list, args.eval_list) if args.train_list
+    loader, train_file, eval_file = ((load_split_list, args.train_list, args.eval_list)
+                                     if args.train_list or args.eval_list
                                      else (load_inat_json, args.inat_train_json, args.inat_val_json))
-    train = loader(train_file, args.image_root, **options)
-    if args.imbalance_factor:
+    train = loader(train_file, args.image_root, class_names=class_names, **options) if train_file else None
+    if train is not None and args.imbalance_factor:
         train = make_long_tailed(train, args.imbalance_factor)
-    names = train.features["label"].names
-    evaluation = loader(eval_file, args.image_root, class_names=names, **options) if eval_file else None
+    if train is not None and class_names is None:
+        class_names = train.features["label"].names
+    evaluation = loader(eval_file, args.image_root, class_names=class_names, **options) if eval_file else None
     return train, evaluation

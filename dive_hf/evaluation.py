@@ -1,0 +1,148 @@
+"""Evaluation outside the Trainer: logits of a model over a split, and the report written next to a checkpoint
+(``eval_results.json`` + ``per_class_accuracy.png``), shared by the trainers and ``dive-hf evaluate``."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import default_data_collator
+
+from .atomic import write_json
+from .data.long_tail import class_counts as split_class_counts
+from .data.sources import DataArguments, load_splits
+from .data.transforms import attach_transform, model_transform
+from .hub import EVAL_RESULTS_NAME
+
+__all__ = ["EvaluateArguments", "PER_CLASS_PLOT_NAME", "check_same_classes", "predict_logits", "resolve_device",
+           "run_evaluate", "write_eval_report"]
+
+PER_CLASS_PLOT_NAME = "per_class_accuracy.png"
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, dataset, batch_size: int = 256, device: str | None = None,
+                   num_workers: int = 0, bf16: bool = False, desc: str = "evaluating",
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits [N, C] float32, labels [N] int64)`` of ``model`` in eval mode over a transformed ``dataset``
+    (items with ``pixel_values`` and ``labels``), in order, with a progress bar."""
+    if len(dataset) == 0:
+        raise ValueError("empty evaluation set: no images to score")
+    target = resolve_device(device)
+    model = model.eval().to(target)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=default_data_collator, pin_memory=target.type == "cuda")
+    autocast = (torch.autocast(target.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext())
+    logits, labels = [], []
+    for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
+        with autocast:
+            out = model(batch["pixel_values"].to(target, non_blocking=True))
+        logits.append(out.float().cpu())
+        labels.append(batch["labels"])
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def write_eval_report(output_dir: str | Path, metrics: dict, per_class_accuracy: list | None,
+                      class_counts: list[int], many: int, few: int, dataset: dict, class_counts_source: str,
+                      label_names: list[str] | None = None) -> None:
+    """Write ``eval_results.json`` and, when per-class accuracy is known, ``per_class_accuracy.png``."""
+    output_dir = Path(output_dir)
+    report = {
+        "split": dataset.get("eval_split"),
+        "dataset": dataset,
+        "many_shot_threshold": many,
+        "few_shot_threshold": few,
+        "class_counts_source": class_counts_source,
+        "class_counts": list(class_counts),
+        "metrics": metrics,
+    }
+    if per_class_accuracy is not None:
+        report["per_class_accuracy"] = per_class_accuracy
+        if label_names:
+            report["label_names"] = list(label_names)
+        from .plots import plot_per_class_accuracy
+
+        plot_per_class_accuracy(per_class_accuracy, class_counts, output_dir / PER_CLASS_PLOT_NAME, many, few)
+    write_json(output_dir / EVAL_RESULTS_NAME, report)
+
+
+
+@dataclass
+class EvaluateArguments(DataArguments):
+    """``dive-hf evaluate MODEL``: a stage folder or Hub id, an evaluation split, and where to write the report."""
+
+    model: str | None = field(default=None, metadata={"help": "Model folder or Hub repo id (or first argument)."})
+    revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub model."})
+    output_dir: str | None = field(default=None, metadata={"help": "Report folder (default: eval_results/<model>)."})
+    batch_size: int = field(default=256, metadata={"help": "Images per forward pass."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 … (default: cuda if present)."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
+    many_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 100."})
+    few_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 20."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.model:
+            raise ValueError("give the model: `dive-hf evaluate MODEL ...` (a folder or a Hub repo id)")
+
+
+def check_same_classes(expected: list[str] | None, found: list[str] | None, what: str) -> None:
+    """Raise ``ValueError`` naming the first class where two label orders differ."""
+    if not expected or not found:
+        return
+    if len(expected) != len(found):
+        raise ValueError(f"{what}: {len(found)} classes where {len(expected)} are expected")
+    for i, (a, b) in enumerate(zip(expected, found)):
+        if a != b:
+            raise ValueError(f"{what}: class {i} is {b!r} where {a!r} is expected (different label order)")
+
+
+def run_evaluate(args: EvaluateArguments) -> dict:
+    """Evaluate a checkpoint on a split: print the table, write ``eval_results.json`` and the per-class plot."""
+    from .hub import load_stage_model
+    from .metrics import long_tail_accuracy
+    from .report import format_results
+
+    model, config = load_stage_model(args.model, args.revision)
+    dive = config.get("dive") or {}
+    names = config.get("label_names")
+    train, evaluation = load_splits(args, class_names=names)
+    if evaluation is None:
+        raise ValueError("no evaluation split: give --eval_list, --inat_val_json or a --dataset with an "
+                         f"{args.eval_split!r} split")
+    label_column = args.label_column if args.dataset else "label"
+    check_same_classes(names, evaluation.features[label_column].names, f"evaluation split vs model {args.model}")
+    if dive.get("class_counts"):
+        counts, source = dive["class_counts"], "checkpoint"
+    elif train is not None:
+        counts, source = split_class_counts(train, label_column, require_all=True), "training split"
+    else:
+        raise ValueError(f"{args.model} records no training class counts (no 'dive' block): give the training "
+                         "split too (--train_list / --inat_train_json / --dataset) to define the shot groups")
+    many = args.many_shot_threshold or dive.get("many_shot_threshold", 100)
+    few = args.few_shot_threshold or dive.get("few_shot_threshold", 20)
+    data = attach_transform(evaluation, model_transform(model, train=False), args.image_column, label_column)
+    logits, labels = predict_logits(model, data, args.batch_size, args.device, args.num_workers, args.bf16)
+    result = long_tail_accuracy(logits, labels, counts, many, few)
+    metrics = {f"eval_{k}": v for k, v in result.items() if k != "per_class_accuracy"}
+    output_dir = Path(args.output_dir or Path("eval_results") / Path(args.model.rstrip("/")).name)
+    dataset = {"name": getattr(evaluation.info, "dataset_name", None), "eval_split": str(evaluation.split or
+               args.eval_split), "eval_fingerprint": evaluation._fingerprint, "eval_size": len(evaluation)}
+    write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names)
+    from .data.long_tail import shot_groups
+
+    table = format_results({Path(args.model.rstrip("/")).name: metrics}, counts, shot_groups(counts, many, few),
+                           many, few, title=f"{args.model} on {dataset['name'] or 'the evaluation split'} "
+                                            f"({len(evaluation):,} images; class counts from the {source})")
+    return {"metrics": metrics, "table": table, "output_dir": str(output_dir)}
