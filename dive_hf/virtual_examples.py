@@ -85,7 +85,7 @@ def format_virtual_examples(report: dict) -> str:
                      f"{_fmt(means['many']):>10}{_fmt(means['medium']):>10}{_fmt(means['few']):>10}"
                      f"{_fmt(row['head_tail_ratio'], '.2f'):>11}{_fmt(row['relative_entropy'], '.3f'):>10}")
     lines.append("flatness = entropy / log C (1 = uniform); DiVE wants the virtual distribution flatter than the "
-                 "real one (lower head/tail, higher flatness)")
+                 "real one (lower head/tail, higher flatness); the targets depend on p/τ only")
     return "\n".join(lines)
 
 
