@@ -16,10 +16,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from . import __version__
 from .atomic import write_text
 from .evaluation import PER_CLASS_PLOT_NAME
-from .hub import CARD_NAME, CONFIG_NAME
+from .hub import CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME
 from .report import percent
 
-__all__ = ["render_model_card", "write_model_card", "results_table", "CITATION"]
+__all__ = ["CITATION", "default_repo_id", "render_model_card", "render_release_card", "results_table",
+           "training_summary", "write_folder_card"]
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CITATION = (
@@ -72,7 +73,7 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         model_name=repo_id, eval_results=eval_results or None,
     )
     teacher = dive.get("teacher")
-    teacher_id = (teacher or {}).get("name_or_path") or ""
+    teacher_id = (teacher or {}).get("repo_id") or (teacher or {}).get("name_or_path") or ""
     is_hub_id = teacher_id.count("/") == 1 and not Path(teacher_id).exists()
     groups = dive.get("shot_group_sizes", {"many": "?", "medium": "?", "few": "?"})
     if stage == "student":
@@ -100,7 +101,8 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
 
 
 def training_summary(trainer) -> dict:
-    """The training settings a card reports, from the trainer's arguments and environment."""
+    """The training settings a card reports, from the trainer's arguments and environment (stored in the ``dive``
+    block of ``config.json`` as ``training`` so that the card can be rendered again from the folder alone)."""
     args = trainer.args
     world = args.world_size
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
@@ -123,12 +125,54 @@ def training_summary(trainer) -> dict:
     return summary
 
 
-def write_model_card(output_dir: str, trainer, model_name: str | None = None) -> None:
-    """Render ``README.md`` for a stage folder whose ``config.json`` is already written."""
-    config = json.loads((Path(output_dir) / CONFIG_NAME).read_text())
-    # Without a Hub id the snippets show where the user's repo will be.
-    repo_id = model_name or trainer.args.hub_model_id or f"<user>/{Path(output_dir).resolve().name}"
-    plot = PER_CLASS_PLOT_NAME if (Path(output_dir) / PER_CLASS_PLOT_NAME).exists() else None
-    text = render_model_card(config, trainer.latest_eval_metrics(), training_summary(trainer), repo_id,
-                             per_class_plot=plot)
-    write_text(Path(output_dir) / CARD_NAME, text)
+def default_repo_id(folder: str | Path) -> str:
+    """The placeholder repo id of the loading snippets before a folder has a Hub id."""
+    return f"<user>/{Path(folder).resolve().name}"
+
+
+def write_folder_card(folder: str | Path, repo_id: str | None = None) -> str:
+    """Render ``README.md`` of a stage folder from its own files — ``config.json`` (with the ``dive`` block and its
+    ``training`` summary), ``eval_results.json`` and ``per_class_accuracy.png`` if present — and write it
+    atomically. Returns the text."""
+    folder = Path(folder)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    results_path = folder / EVAL_RESULTS_NAME
+    metrics = json.loads(results_path.read_text()).get("metrics", {}) if results_path.is_file() else {}
+    plot = PER_CLASS_PLOT_NAME if (folder / PER_CLASS_PLOT_NAME).is_file() else None
+    training = (config.get("dive") or {}).get("training", {})
+    text = render_model_card(config, metrics, training, repo_id or default_repo_id(folder), per_class_plot=plot)
+    write_text(folder / CARD_NAME, text)
+    return text
+
+
+def render_release_card(source: dict, eval_results: dict | None) -> str:
+    """A release card (``hub_cards/*.yaml``) rendered with the numbers of the checkpoint's own
+    ``eval_results.json`` — and with none when there is no evaluation yet."""
+    from .data.long_tail import shot_groups
+
+    for key in ("repo_id", "stage", "backbone", "num_classes", "dataset"):
+        if key not in source:
+            raise ValueError(f"card source lacks {key!r}")
+    dive = {"stage": source["stage"], "dataset": {"name": source["dataset"].get("name"),
+                                                  "eval_split": source["dataset"].get("split")}}
+    if source["stage"] == "student":
+        dive.update({k: source.get(k) for k in ("temperature", "power", "alpha")})
+        dive["teacher"] = {"repo_id": source.get("teacher_repo_id"), "name_or_path": source.get("teacher_repo_id"),
+                           "architecture": source["backbone"]}
+    metrics = {}
+    if eval_results:
+        counts = eval_results.get("class_counts") or []
+        if counts and len(counts) != source["num_classes"]:
+            raise ValueError(f"eval_results.json has {len(counts)} classes but {source['repo_id']} is declared "
+                             f"with {source['num_classes']}: wrong evaluation file?")
+        many, few = eval_results["many_shot_threshold"], eval_results["few_shot_threshold"]
+        dive.update({"class_counts": counts, "many_shot_threshold": many, "few_shot_threshold": few,
+                     "imbalance_factor": round(max(counts) / min(counts), 4) if counts else None,
+                     "shot_group_sizes": {g: len(m) for g, m in shot_groups(counts, many, few).items()}})
+        dive["dataset"].update(eval_split=eval_results.get("split") or dive["dataset"]["eval_split"],
+                               eval_size=(eval_results.get("dataset") or {}).get("eval_size", "?"),
+                               train_size=sum(counts) if counts else "?")
+        metrics = eval_results.get("metrics", {})
+    config = {"architecture": source["backbone"], "num_classes": source["num_classes"], "dive": dive}
+    training = {"recipe": f"`{source['recipe']}`"} if source.get("recipe") else {}
+    return render_model_card(config, metrics, training, source["repo_id"], dataset_name=source["dataset"].get("name"))

@@ -23,7 +23,7 @@ from .atomic import atomic_path, write_json
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "EVAL_RESULTS_NAME", "timm_config", "save_checkpoint",
-    "load_stage_model", "resolve_file", "file_sha256",
+    "load_stage_model", "resolve_file", "file_sha256", "push_folder", "push_files", "check_push_ready",
 ]
 
 CONFIG_NAME = "config.json"
@@ -105,3 +105,75 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+PUSHED_SUFFIXES = (".json", ".safetensors", ".md", ".png")
+
+
+def push_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of a stage folder that belong on the Hub: top-level JSON, weights, card and figures. Trainer
+    checkpoints (``checkpoint-*/``), logs and temporary files stay local."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix in PUSHED_SUFFIXES)
+
+
+def check_push_ready(folder: str | os.PathLike) -> dict:
+    """Refuse to publish an incomplete folder: ``config.json`` (parsable, timm layout), ``model.safetensors`` and
+    ``README.md`` must be there. Returns the config."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a complete stage folder: missing {', '.join(missing)} "
+                                f"(save it with trainer.save_model() first)")
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{folder / CONFIG_NAME} is not valid JSON ({e})") from None
+    for key in ("architecture", "num_classes", "pretrained_cfg"):
+        if key not in config:
+            raise ValueError(f"{folder / CONFIG_NAME} lacks {key!r}: not timm's save_for_hf layout")
+    return config
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
+                commit_message: str | None = None, token: str | None = None, teacher_repo_id: str | None = None):
+    """Publish a stage folder as a Hub model repo in one commit; returns the ``CommitInfo``.
+
+    The repo is created if needed (``exist_ok``), the card is re-rendered with ``repo_id`` in its loading snippets
+    (and, for a student, a link to ``teacher_repo_id``), and only the Hub-ready files are sent. Files whose content
+    the repo already has are skipped, so pushing the same folder again changes nothing. The token comes from
+    ``token`` or the usual ``huggingface_hub`` sources and is never written to any file.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .card import write_folder_card
+
+    folder = Path(folder)
+    config = check_push_ready(folder)
+    if not repo_id or repo_id.count("/") != 1:
+        raise ValueError(f"repo_id {repo_id!r}: expected 'user_or_org/name'")
+    dive = config.setdefault("dive", {})
+    if teacher_repo_id:
+        if "teacher" not in dive:
+            raise ValueError(f"{folder} is not a DiVE student (no teacher in its config.json): drop teacher_repo_id")
+        dive["teacher"]["repo_id"] = teacher_repo_id
+    if dive.get("hub_model_id") != repo_id or teacher_repo_id:
+        dive["hub_model_id"] = repo_id  # a student distilled from this folder can then link its teacher's repo
+        write_json(folder / CONFIG_NAME, config)
+    write_folder_card(folder, repo_id)
+    api = HfApi(token=token)
+    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in push_files(folder)]
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.create_commit(repo_id, operations, revision=revision,
+                                 commit_message=commit_message or f"Upload {folder.name} (dive_hf)")
+    except HfHubHTTPError as e:
+        # A commit is all-or-nothing on the Hub: nothing was published, and the local folder is untouched.
+        raise RuntimeError(f"push of {folder} to {repo_id} failed, nothing was published and the folder is "
+                           f"unchanged; run the same push again to retry ({e})") from e

@@ -47,12 +47,19 @@ class QuickstartArguments:
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (losses stay float32)."})
     fp16: bool = field(default=False, metadata={"help": "fp16 mixed precision (losses stay float32)."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push both stage folders (needs the repo ids)."})
+    teacher_repo_id: str | None = field(default=None, metadata={"help": "Hub repo of the teacher, user/name."})
+    student_repo_id: str | None = field(default=None, metadata={"help": "Hub repo of the student, user/name."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache of the embedded data (default: "
                                                                    "$DIVE_HF_CACHE or ~/.cache/dive_hf)."})
 
 
 def _stage_config(cls, qs: QuickstartArguments, stage: str, epochs: float, **extra):
+    repo_id = qs.teacher_repo_id if stage == "teacher" else qs.student_repo_id
+    if qs.push_to_hub and not repo_id:
+        raise ValueError(f"--push_to_hub needs --{stage}_repo_id")
     return cls(
+        push_to_hub=qs.push_to_hub, hub_model_id=repo_id if qs.push_to_hub else None,
         output_dir=str(Path(qs.output_dir) / stage),
         num_train_epochs=epochs, max_steps=qs.max_steps,
         per_device_train_batch_size=qs.batch_size, per_device_eval_batch_size=256,

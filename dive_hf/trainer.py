@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from transformers import Trainer, set_seed
 
 from . import __version__
-from .card import write_model_card
+from .card import training_summary, write_folder_card
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.long_tail import class_counts as dataset_class_counts
 from .data.long_tail import label_names as dataset_label_names
 from .data.long_tail import shot_groups
 from .atomic import write_json
 from .evaluation import PER_CLASS_PLOT_NAME, write_eval_report
-from .hub import save_checkpoint
+from .hub import EVAL_RESULTS_NAME, save_checkpoint
 from .losses import dive_loss_terms_from_prior, log_prior
 from .metrics import LongTailMetrics
 from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
@@ -134,6 +134,8 @@ class BalancedSoftmaxTrainer(Trainer):
             "few_shot_threshold": args.few_shot_threshold,
             "shot_group_sizes": {k: len(v) for k, v in groups.items()},
             "dataset": self.dataset_info,
+            "hub_model_id": args.hub_model_id if args.push_to_hub else None,
+            "training": training_summary(self),
             "dive_hf_version": __version__,
         }
 
@@ -171,17 +173,34 @@ class BalancedSoftmaxTrainer(Trainer):
         last = self.long_tail_metrics.last if self.long_tail_metrics is not None else None
         if plot.exists() and (not metrics or last is None):
             plot.unlink()  # never leave a figure of an older evaluation next to new weights
+        if not metrics:
+            (Path(output_dir) / EVAL_RESULTS_NAME).unlink(missing_ok=True)  # nor its numbers
         if metrics:
             write_eval_report(output_dir, metrics, last["per_class_accuracy"] if last else None, self.class_counts,
                               self.args.many_shot_threshold, self.args.few_shot_threshold, self.dataset_info,
                               "training set", self.class_names)
-        write_model_card(output_dir, self)
+        write_folder_card(output_dir, self.args.hub_model_id)
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
-        """Write ``README.md`` into ``output_dir`` (replaces transformers' card, which knows nothing of timm models
-        or shot groups); ``Trainer.push_to_hub`` calls this."""
-        if self.is_world_process_zero():
-            write_model_card(self.args.output_dir, self, model_name=model_name)
+        """Write ``README.md`` (replaces transformers' card, which knows nothing of timm models or shot groups)."""
+        if self.is_world_process_zero() and (Path(self.args.output_dir) / "config.json").is_file():
+            write_folder_card(self.args.output_dir, model_name or self.args.hub_model_id)
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, **kwargs):
+        """Push the saved stage folder to ``args.hub_model_id`` with :func:`dive_hf.hub.push_folder` (one commit of
+        the Hub-ready files; checkpoints stay local). Only the main process pushes."""
+        if not self.is_world_process_zero():
+            return None
+        from .hub import push_folder
+
+        return push_folder(self.args.output_dir, self.args.hub_model_id, private=bool(self.args.hub_private_repo),
+                           revision=revision or self.args.hub_revision, commit_message=commit_message,
+                           token=token or self.args.hub_token)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # Intermediate checkpoints are not pushed: the Hub repo only ever holds a complete, evaluated stage folder.
+        return None
 
 
 class DiVETrainer(BalancedSoftmaxTrainer):
@@ -205,6 +224,9 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             args.teacher_model_name_or_path, args.teacher_revision)
         check_teacher_matches(self.teacher_config, len(self.class_counts), self.class_names, self.class_counts,
                               args.teacher_model_name_or_path)
+        # The teacher's Hub repo, for the card's link: the id it was pushed to, or the id it was loaded from.
+        self.teacher_repo_id = (self.teacher_config.get("dive") or {}).get("hub_model_id") or (
+            None if Path(args.teacher_model_name_or_path).exists() else args.teacher_model_name_or_path)
         student_cfg = getattr(self.model, "pretrained_cfg", {}) or {}
         teacher = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std"))
         if self.is_deepspeed_enabled:
@@ -233,6 +255,7 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             "alpha": args.alpha,
             "teacher": {
                 "name_or_path": args.teacher_model_name_or_path,
+                "repo_id": self.teacher_repo_id,
                 "revision": args.teacher_revision,
                 "sha256": self.teacher_sha256,
                 "architecture": self.teacher_config.get("architecture"),

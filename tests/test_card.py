@@ -40,3 +40,36 @@ def test_card_without_evaluation_states_no_number():
 def test_timm_native_architecture_needs_no_import():
     config = {**CONFIG, "architecture": "resnext50_32x4d"}
     assert "import dive_hf" not in render_model_card(config, METRICS, {}, "me/x")
+
+
+def test_release_cards_render_only_evaluated_numbers(tmp_path):
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from dive_hf.cli import main
+
+    sources = sorted((Path(__file__).resolve().parents[1] / "hub_cards").glob("*.yaml"))
+    assert len(sources) == 10  # CIFAR-100-LT IF 10/50/100, ImageNet-LT, iNat2018 — each teacher and student
+    for source in sources:
+        out = tmp_path / f"{source.stem}.md"
+        assert main(["card", str(source), "--output", str(out)]) == 0
+        card = ModelCard.load(out)
+        assert card.data.eval_results is None and "No evaluation was run" in card.text
+        assert yaml.safe_load(source.read_text())["repo_id"] in card.text
+
+    source = next(s for s in sources if s.stem == "dive-resnet32-cifar100-lt-if100")
+    counts = [int(500 * 0.01 ** (i / 99)) for i in range(100)]
+    results = {"split": "test", "many_shot_threshold": 100, "few_shot_threshold": 20, "class_counts": counts,
+               "dataset": {"eval_size": 10000},
+               "metrics": {"eval_accuracy": 0.4511, "eval_many_shot_accuracy": 0.6102,
+                           "eval_medium_shot_accuracy": 0.4534, "eval_few_shot_accuracy": 0.2533}}
+    (tmp_path / "eval_results.json").write_text(json.dumps(results))
+    out = tmp_path / "README.md"
+    assert main(["card", str(source), "--eval_results", str(tmp_path / "eval_results.json"), "--output", str(out)]) == 0
+    card = ModelCard.load(out)
+    assert {r.metric_name: r.metric_value for r in card.data.eval_results} == {
+        "Top-1": 45.11, "Many-shot top-1": 61.02, "Medium-shot top-1": 45.34, "Few-shot top-1": 25.33}
+    assert "many > 100 (35 classes)" in card.text and "10847 images" in card.text
+    assert "dive-hf/dive-resnet32-cifar100-lt-if100-teacher" in card.text

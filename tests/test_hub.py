@@ -1,0 +1,194 @@
+"""Pushing stage folders to a Hub and loading them back with timm, transformers and pipeline — over real HTTP
+against the project's local Hub test double (tests/hub_server.py), with the real huggingface_hub client."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub_server import LocalHub
+
+TOKEN = "hf_dive_test_secret_0123456789"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def hub():
+    with LocalHub() as server:
+        yield server
+
+
+def _env(hub, home: Path) -> dict:
+    env = dict(os.environ)
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", HF_HOME=str(home), HF_TOKEN=TOKEN,
+               HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+               PYTHONPATH=str(ROOT))
+    env.pop("HF_HUB_CACHE", None)
+    return env
+
+
+def _run(args, env, check=True):
+    proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _push(folder, repo_id, env, *extra, check=True):
+    return _run(["-m", "dive_hf.cli", "push", str(folder), "--repo_id", repo_id, *extra], env, check)
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+LOAD_SCRIPT = r"""
+import json, sys
+import numpy as np, torch, timm
+import dive_hf
+from PIL import Image
+from huggingface_hub import ModelCard
+from transformers import AutoModelForImageClassification, pipeline
+
+repo_id, local = sys.argv[1], sys.argv[2]
+x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    ref = timm.create_model(f"local-dir:{local}", pretrained=True).eval()(x)
+    via_timm = timm.create_model(f"hf-hub:{repo_id}", pretrained=True).eval()
+    t = via_timm(x)
+    hf_model = AutoModelForImageClassification.from_pretrained(repo_id).eval()
+    h = hf_model(pixel_values=x).logits
+image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=via_timm))
+with torch.no_grad():
+    expected = int(via_timm(transform(image)[None]).argmax())
+top = pipeline("image-classification", model=repo_id)(image, top_k=1)[0]
+card = ModelCard.load(repo_id)
+print(json.dumps({
+    "timm_equal": bool(torch.equal(t, ref)), "transformers_equal": bool(torch.equal(h, ref)),
+    "label_names": [hf_model.config.id2label[i] for i in range(hf_model.config.num_labels)],
+    "pipeline_label": top["label"], "expected_label": hf_model.config.id2label[expected],
+    "model_index": {r.metric_name: r.metric_value for r in card.data.eval_results},
+    "card_text": card.text,
+}))
+"""
+
+
+def test_push_then_load_everywhere(two_stage_run, hub, tmp_path):
+    folders = {}
+    for stage in ("teacher", "student"):
+        folders[stage] = tmp_path / stage
+        shutil.copytree(two_stage_run["root"] / stage, folders[stage])
+    env = _env(hub, tmp_path / "push_home")
+    _push(folders["teacher"], "tester/dive-tiny-teacher", env)
+    _push(folders["student"], "tester/dive-tiny-student", env, "--teacher_repo_id", "tester/dive-tiny-teacher",
+          "--commit_message", "DiVE student")
+    assert hub.state.tokens_seen == {TOKEN}
+
+    clean = _env(hub, tmp_path / "clean_home")  # a fresh cache: everything comes over HTTP
+    for stage, repo_id in (("teacher", "tester/dive-tiny-teacher"), ("student", "tester/dive-tiny-student")):
+        out = json.loads(_run(["-c", LOAD_SCRIPT, repo_id, str(folders[stage])], clean).stdout.splitlines()[-1])
+        assert out["timm_equal"] and out["transformers_equal"]
+        assert out["label_names"] == json.loads((folders[stage] / "config.json").read_text())["label_names"]
+        assert out["pipeline_label"] == out["expected_label"]
+        metrics = json.loads((folders[stage] / "eval_results.json").read_text())["metrics"]
+        assert out["model_index"] == {
+            "Top-1": round(100 * metrics["eval_accuracy"], 2),
+            "Many-shot top-1": round(100 * metrics["eval_many_shot_accuracy"], 2),
+            "Medium-shot top-1": round(100 * metrics["eval_medium_shot_accuracy"], 2),
+            "Few-shot top-1": round(100 * metrics["eval_few_shot_accuracy"], 2),
+            "Top-5": round(100 * metrics["eval_top5_accuracy"], 2),
+        }
+        assert f'timm.create_model("hf-hub:{repo_id}", pretrained=True)' in out["card_text"]
+    pushed = hub.files("tester/dive-tiny-student")
+    assert set(pushed) == {"README.md", "config.json", "model.safetensors", "eval_results.json",
+                           "per_class_accuracy.png", "training_args.json"}
+    assert "[tester/dive-tiny-teacher](https://huggingface.co/tester/dive-tiny-teacher)" in pushed["README.md"].decode()
+    for repo_id in ("tester/dive-tiny-teacher", "tester/dive-tiny-student"):
+        for name, data in hub.files(repo_id).items():
+            assert TOKEN.encode() not in data, f"token leaked into {repo_id}/{name}"
+
+
+def test_repush_is_idempotent(two_stage_run, hub, tmp_path):
+    folder = tmp_path / "teacher"
+    shutil.copytree(two_stage_run["root"] / "teacher", folder)
+    env = _env(hub, tmp_path / "home")
+    _push(folder, "tester/again", env)
+    head = hub.state.repos["tester/again"].head("main")
+    commits = hub.state.commit_count
+    _push(folder, "tester/again", env)
+    assert hub.state.commit_count == commits  # nothing changed → no commit at all
+    assert hub.state.repos["tester/again"].head("main")[0] == head[0]
+
+
+def test_failed_push_is_clear_keeps_the_folder_and_can_be_retried(two_stage_run, hub, tmp_path):
+    folder = tmp_path / "student"
+    shutil.copytree(two_stage_run["root"] / "student", folder)
+    env = _env(hub, tmp_path / "home")
+    _push(folder, "tester/flaky", env, "--revision", "main")  # repo + card in place
+    (folder / "eval_results.json").write_text((folder / "eval_results.json").read_text() + "\n")
+    before = _digest(folder)
+    hub.state.fail_commits = 100
+    proc = _push(folder, "tester/flaky", env, check=False)
+    assert proc.returncode == 1
+    assert "push of" in proc.stderr and "failed, nothing was published" in proc.stderr and "500" in proc.stderr
+    assert _digest(folder) == before
+    assert hub.files("tester/flaky")["eval_results.json"] != (folder / "eval_results.json").read_bytes()
+    hub.state.fail_commits = 0
+    _push(folder, "tester/flaky", env)
+    assert hub.files("tester/flaky")["eval_results.json"] == (folder / "eval_results.json").read_bytes()
+
+
+def test_server_rejects_like_the_hub(hub, tmp_path):
+    """The double's own contract: unknown repo → 404 RepoNotFound, duplicate create → 409, no token → 401."""
+    script = r"""
+import sys
+from huggingface_hub import HfApi
+from huggingface_hub.errors import RepositoryNotFoundError, HfHubHTTPError
+api = HfApi()
+api.create_repo("tester/x")
+try:
+    api.create_repo("tester/x")
+except HfHubHTTPError as e:
+    print("dup", e.response.status_code)
+try:
+    api.model_info("tester/nope")
+except RepositoryNotFoundError:
+    print("missing 404")
+try:
+    HfApi(token=False).create_repo("tester/y")
+except HfHubHTTPError as e:
+    print("anon", e.response.status_code)
+"""
+    out = _run(["-c", script], _env(hub, tmp_path / "home")).stdout.split("\n")
+    assert "dup 409" in out and "missing 404" in out and "anon 401" in out
+
+
+def test_incomplete_folder_is_not_pushed(two_stage_run, hub, tmp_path):
+    folder = tmp_path / "half"
+    shutil.copytree(two_stage_run["root"] / "teacher", folder)
+    (folder / "model.safetensors").unlink()
+    proc = _push(folder, "tester/half", _env(hub, tmp_path / "home"), check=False)
+    assert proc.returncode == 1 and "missing model.safetensors" in proc.stderr
+    assert "tester/half" not in hub.state.repos
+
+
+def test_quickstart_pushes_both_stages_and_links_the_teacher(hub, tmp_path):
+    env = _env(hub, tmp_path / "home")
+    env["DIVE_HF_CACHE"] = os.environ["DIVE_HF_CACHE"]
+    _run([str(ROOT / "recipes" / "quickstart.py"), "--preset", "tiny", "--max_steps", "2", "--batch_size", "16",
+          "--many_shot_threshold", "20", "--few_shot_threshold", "8", "--output_dir", str(tmp_path / "demo"),
+          "--push_to_hub", "--teacher_repo_id", "tester/qs-teacher", "--student_repo_id", "tester/qs-student"], env)
+    teacher, student = hub.files("tester/qs-teacher"), hub.files("tester/qs-student")
+    assert {"config.json", "model.safetensors", "README.md", "eval_results.json"} <= set(teacher) & set(student)
+    config = json.loads(student["config.json"])
+    assert config["dive"]["hub_model_id"] == "tester/qs-student"
+    assert config["dive"]["teacher"]["repo_id"] == "tester/qs-teacher"
+    assert "[tester/qs-teacher](https://huggingface.co/tester/qs-teacher)" in student["README.md"].decode()
+    assert student["model.safetensors"] == (tmp_path / "demo" / "student" / "model.safetensors").read_bytes()
+    for files in (teacher, student):
+        assert all(TOKEN.encode() not in data for data in files.values())
