@@ -17,16 +17,13 @@ from . import __version__
 from .atomic import write_text
 from .evaluation import PER_CLASS_PLOT_NAME
 from .hub import CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME
+from .metrics import CITATION
 from .report import percent
 
 __all__ = ["CITATION", "default_repo_id", "render_model_card", "render_release_card", "results_table",
            "training_summary", "write_folder_card"]
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
-CITATION = (
-    "@inproceedings{he2021dive,\n  title={Distilling Virtual Examples for Long-tailed Recognition},\n"
-    "  author={He, Yin-Yin and Wu, Jianxin and Wei, Xiu-Shen},\n  booktitle={ICCV},\n  year={2021}\n}"
-)
 _METRICS = (("accuracy", "Top-1"), ("many_shot_accuracy", "Many-shot top-1"),
             ("medium_shot_accuracy", "Medium-shot top-1"), ("few_shot_accuracy", "Few-shot top-1"),
             ("top5_accuracy", "Top-5"))

@@ -38,6 +38,8 @@ def demo(argv: list[str]) -> int:
 
     args = parse_dataclass_args(QuickstartArguments, argv, prog="dive-hf demo")
     results = run_quickstart(args)
+    if not results["main_process"]:
+        return 0  # under accelerate launch, one table is enough
     print("\n" + results["table"])
     print(f"\nwrote {args.output_dir}/teacher and {args.output_dir}/student (Hub-ready) in {results['wall_time_s']} s")
     return 0
@@ -70,7 +72,8 @@ def data(argv: list[str]) -> int:
 
 def _positional(argv: list[str], flag: str) -> list[str]:
     """Allow ``COMMAND VALUE --flags`` as well as ``COMMAND --flag VALUE --flags``."""
-    return [flag, argv[0], *argv[1:]] if argv and not argv[0].startswith("-") else argv
+    lone_config = len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json"))
+    return [flag, argv[0], *argv[1:]] if argv and not argv[0].startswith("-") and not lone_config else argv
 
 
 def evaluate(argv: list[str]) -> int:

@@ -39,6 +39,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
         if self.few_shot_threshold < 0 or self.many_shot_threshold < 0:
             raise ValueError(f"shot thresholds must be ≥ 0, got many_shot_threshold={self.many_shot_threshold}, "
                              f"few_shot_threshold={self.few_shot_threshold}")
+        if self.push_to_hub and (not self.hub_model_id or self.hub_model_id.count("/") != 1):
+            raise ValueError(f"push_to_hub needs hub_model_id='user_or_org/name', got hub_model_id="
+                             f"{self.hub_model_id!r}")
         if self.few_shot_threshold >= self.many_shot_threshold:
             raise ValueError(f"few_shot_threshold={self.few_shot_threshold} must be below "
                              f"many_shot_threshold={self.many_shot_threshold}")

@@ -13,12 +13,13 @@ from tqdm.auto import tqdm
 from transformers import default_data_collator
 
 from .atomic import write_json
+from .data.long_tail import check_same_classes
 from .data.long_tail import class_counts as split_class_counts
 from .data.sources import DataArguments, load_splits
 from .data.transforms import attach_transform, model_transform
 from .hub import EVAL_RESULTS_NAME
 
-__all__ = ["EvaluateArguments", "PER_CLASS_PLOT_NAME", "check_same_classes", "predict_logits", "resolve_device",
+__all__ = ["EvaluateArguments", "PER_CLASS_PLOT_NAME", "iter_logits", "predict_logits", "resolve_device",
            "run_evaluate", "write_eval_report"]
 
 PER_CLASS_PLOT_NAME = "per_class_accuracy.png"
@@ -30,12 +31,10 @@ def resolve_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@torch.inference_mode()
-def predict_logits(model: torch.nn.Module, dataset, batch_size: int = 256, device: str | None = None,
-                   num_workers: int = 0, bf16: bool = False, desc: str = "evaluating",
-                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``(logits [N, C] float32, labels [N] int64)`` of ``model`` in eval mode over a transformed ``dataset``
-    (items with ``pixel_values`` and ``labels``), in order, with a progress bar."""
+def iter_logits(model: torch.nn.Module, dataset, batch_size: int = 256, device: str | None = None,
+                num_workers: int = 0, bf16: bool = False, desc: str = "evaluating", progress: bool = True):
+    """Yield ``(logits [B, C] float32 CPU tensor, labels [B])`` of ``model`` in eval mode over a transformed
+    ``dataset`` (items with ``pixel_values`` and ``labels``), in order, with a progress bar."""
     if len(dataset) == 0:
         raise ValueError("empty evaluation set: no images to score")
     target = resolve_device(device)
@@ -43,13 +42,19 @@ def predict_logits(model: torch.nn.Module, dataset, batch_size: int = 256, devic
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=default_data_collator, pin_memory=target.type == "cuda")
     autocast = (torch.autocast(target.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext())
-    logits, labels = [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
-        with autocast:
+        with torch.inference_mode(), autocast:
             out = model(batch["pixel_values"].to(target, non_blocking=True))
-        logits.append(out.float().cpu())
-        labels.append(batch["labels"])
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy().astype(np.int64)
+        yield out.float().cpu(), batch["labels"]
+
+
+def predict_logits(model: torch.nn.Module, dataset, batch_size: int = 256, device: str | None = None,
+                   num_workers: int = 0, bf16: bool = False, desc: str = "evaluating",
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits [N, C] float32, labels [N] int64)``: all of :func:`iter_logits` at once."""
+    batches = list(iter_logits(model, dataset, batch_size, device, num_workers, bf16, desc, progress))
+    return (torch.cat([b[0] for b in batches]).numpy(),
+            torch.cat([b[1] for b in batches]).numpy().astype(np.int64))
 
 
 def write_eval_report(output_dir: str | Path, metrics: dict, per_class_accuracy: list | None,
@@ -97,17 +102,6 @@ class EvaluateArguments(DataArguments):
             raise ValueError("give the model: `dive-hf evaluate MODEL ...` (a folder or a Hub repo id)")
 
 
-def check_same_classes(expected: list[str] | None, found: list[str] | None, what: str) -> None:
-    """Raise ``ValueError`` naming the first class where two label orders differ."""
-    if not expected or not found:
-        return
-    if len(expected) != len(found):
-        raise ValueError(f"{what}: {len(found)} classes where {len(expected)} are expected")
-    for i, (a, b) in enumerate(zip(expected, found)):
-        if a != b:
-            raise ValueError(f"{what}: class {i} is {b!r} where {a!r} is expected (different label order)")
-
-
 def run_evaluate(args: EvaluateArguments) -> dict:
     """Evaluate a checkpoint on a split: print the table, write ``eval_results.json`` and the per-class plot."""
     from .hub import load_stage_model
@@ -121,7 +115,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     if evaluation is None:
         raise ValueError("no evaluation split: give --eval_list, --inat_val_json or a --dataset with an "
                          f"{args.eval_split!r} split")
-    label_column = args.label_column if args.dataset else "label"
+    label_column = args.split_label_column
     check_same_classes(names, evaluation.features[label_column].names, f"evaluation split vs model {args.model}")
     if dive.get("class_counts"):
         counts, source = dive["class_counts"], "checkpoint"
@@ -130,8 +124,10 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     else:
         raise ValueError(f"{args.model} records no training class counts (no 'dive' block): give the training "
                          "split too (--train_list / --inat_train_json / --dataset) to define the shot groups")
-    many = args.many_shot_threshold or dive.get("many_shot_threshold", 100)
-    few = args.few_shot_threshold or dive.get("few_shot_threshold", 20)
+    many = args.many_shot_threshold if args.many_shot_threshold is not None else dive.get("many_shot_threshold", 100)
+    few = args.few_shot_threshold if args.few_shot_threshold is not None else dive.get("few_shot_threshold", 20)
+    if few >= many:
+        raise ValueError(f"few_shot_threshold={few} must be below many_shot_threshold={many}")
     data = attach_transform(evaluation, model_transform(model, train=False), args.image_column, label_column)
     logits, labels = predict_logits(model, data, args.batch_size, args.device, args.num_workers, args.bf16)
     result = long_tail_accuracy(logits, labels, counts, many, few)

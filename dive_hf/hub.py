@@ -78,8 +78,13 @@ def resolve_file(name_or_path: str, filename: str, revision: str | None = None) 
     if local.exists() or name_or_path.startswith((".", "/")) or name_or_path.count("/") > 1:
         raise FileNotFoundError(f"model folder {name_or_path!r} not found (and it is not a Hub repo id)")
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    return Path(hf_hub_download(name_or_path, filename, revision=revision))
+    try:
+        return Path(hf_hub_download(name_or_path, filename, revision=revision))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
+        raise FileNotFoundError(f"{name_or_path!r} is neither a local folder (looked in {Path.cwd()}) nor a "
+                                f"reachable Hub repo with {filename} ({type(e).__name__}: {e})") from e
 
 
 def load_stage_model(name_or_path: str, revision: str | None = None) -> tuple[torch.nn.Module, dict]:
@@ -95,8 +100,28 @@ def load_stage_model(name_or_path: str, revision: str | None = None) -> tuple[to
         if "Unknown model" in str(e):
             raise RuntimeError(f"{name_or_path}: architecture {config.get('architecture')!r} is not registered "
                                f"with timm ({e}); is the timm version too old?") from e
+        if "loading state_dict" in str(e):
+            raise ValueError(f"{name_or_path}: {WEIGHTS_NAME} does not match architecture "
+                             f"{config.get('architecture')!r}: not a timm save_for_hf checkpoint of this model "
+                             f"(keys prefixed 'timm_model.' are transformers' TimmWrapper layout)") from e
         raise
+    _check_weights_loaded(model, resolve_file(name_or_path, WEIGHTS_NAME, revision), name_or_path)
     return model, config
+
+
+def _check_weights_loaded(model: torch.nn.Module, weights: Path, source: str) -> None:
+    """timm loads non-strictly: a folder in another layout (e.g. transformers' TimmWrapper keys ``timm_model.*``)
+    or with another class count would give a partly random model without an error. Refuse that."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        stored = set(f.keys())
+    expected = set(model.state_dict())
+    if stored != expected:
+        missing, extra = sorted(expected - stored), sorted(stored - expected)
+        raise ValueError(f"{source}: {WEIGHTS_NAME} does not match architecture {type(model).__name__} "
+                         f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. "
+                         f"{extra[:2]}): not a timm save_for_hf checkpoint of this model")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -11,10 +11,13 @@ from .data.long_tail import shot_groups
 
 __all__ = ["long_tail_accuracy", "LongTailAccuracy", "LongTailMetrics", "make_compute_metrics"]
 
-_CITATION = """\
-@inproceedings{he2021dive, title={Distilling Virtual Examples for Long-tailed Recognition},
-  author={He, Yin-Yin and Wu, Jianxin and Wei, Xiu-Shen}, booktitle={ICCV}, year={2021}}
-"""
+CITATION = """\
+@inproceedings{he2021dive,
+  title={Distilling Virtual Examples for Long-tailed Recognition},
+  author={He, Yin-Yin and Wu, Jianxin and Wei, Xiu-Shen},
+  booktitle={ICCV},
+  year={2021}
+}"""
 
 
 def _check(predictions: np.ndarray, references: np.ndarray, class_counts: Sequence[int]) -> None:
@@ -47,9 +50,10 @@ def long_tail_accuracy(predictions, references, class_counts: Sequence[int], man
 
     Returns:
         ``accuracy``, ``balanced_accuracy`` (mean of per-class accuracy over classes present in ``references``),
-        ``many_shot_accuracy``, ``medium_shot_accuracy``, ``few_shot_accuracy`` (accuracy over the test images of
-        the group's classes, as classifier-balancing's ``shot_acc``; ``None`` for a group with no test image, never
-        0), ``per_class_accuracy`` (list, ``None`` for classes absent from ``references``) and, for scores,
+        ``many_shot_accuracy``, ``medium_shot_accuracy``, ``few_shot_accuracy`` (the mean per-class accuracy of
+        the group's classes that have test images, exactly as classifier-balancing's ``shot_acc`` computes it — on
+        the benchmarks' balanced test sets this equals the accuracy over the group's test images; ``None`` for a
+        group with no test image, never 0), ``per_class_accuracy`` (list, ``None`` for classes absent from ``references``) and, for scores,
         ``top5_accuracy``. All fractions in [0, 1]. With scores, top-1 is the first maximal class (``argmax``) and
         an image counts for top-5 when fewer than 5 classes score strictly higher than its true class.
 
@@ -76,8 +80,8 @@ def long_tail_accuracy(predictions, references, class_counts: Sequence[int], man
     present = [a for a in per_class if a is not None]
     result["balanced_accuracy"] = float(np.mean(present))
     for group, members in groups.items():
-        n = totals[members].sum() if members else 0
-        result[f"{group}_shot_accuracy"] = float(hits[members].sum() / n) if n else None
+        scored = [per_class[c] for c in members if per_class[c] is not None]
+        result[f"{group}_shot_accuracy"] = float(np.mean(scored)) if scored else None
     result["per_class_accuracy"] = per_class
     return result
 
@@ -115,7 +119,7 @@ class LongTailAccuracy(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description="Top-1 accuracy overall and over many/medium/few-shot classes of a long-tailed split.",
-            citation=_CITATION,
+            citation=CITATION,
             inputs_description=long_tail_accuracy.__doc__,
             features=[
                 datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),

@@ -6,13 +6,13 @@ are Hub-ready model folders.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .atomic import write_json
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data import EMBEDDED_PRESETS, attach_transform, class_counts, load_embedded, make_long_tailed, model_transform
 from .data.long_tail import shot_groups
@@ -92,10 +92,12 @@ def run_quickstart(qs: QuickstartArguments) -> dict:
     teacher.save_model()
 
     # What the student will see: the teacher's virtual examples per class at the configured (τ, p).
-    results["virtual_examples"] = teacher_report(
-        teacher.model, train_raw, [qs.temperature], [qs.power], qs.many_shot_threshold, qs.few_shot_threshold,
-        device=str(teacher.args.device), progress=False)
-    write_virtual_examples(results["virtual_examples"], qs.output_dir)
+    main_process = teacher.is_world_process_zero()
+    if main_process:  # one pass over the training set is enough, whatever the number of processes
+        results["virtual_examples"] = teacher_report(
+            teacher.model, train_raw, [qs.temperature], [qs.power], qs.many_shot_threshold, qs.few_shot_threshold,
+            device=str(teacher.args.device), progress=False)
+        write_virtual_examples(results["virtual_examples"], qs.output_dir)
 
     student_args = _stage_config(DiVEConfig, qs, "student", qs.student_epochs, temperature=qs.temperature,
                                  power=qs.power, alpha=qs.alpha, teacher_model_name_or_path=teacher_args.output_dir)
@@ -110,8 +112,11 @@ def run_quickstart(qs: QuickstartArguments) -> dict:
              f"α={qs.alpha}; test split: {len(test):,} images (balanced)")
     results["table"] = format_results({"teacher (BSCE)": results["teacher"], "student (DiVE)": results["student"]},
                                       counts, groups, qs.many_shot_threshold, qs.few_shot_threshold, title)
-    results["table"] += "\n\n" + format_virtual_examples(results["virtual_examples"])
+    if main_process:
+        results["table"] += "\n\n" + format_virtual_examples(results["virtual_examples"])
     results["wall_time_s"] = round(time.time() - start, 1)
     summary = {k: results[k] for k in ("teacher", "student", "wall_time_s")}
-    (Path(qs.output_dir) / "results.json").write_text(json.dumps(summary, indent=2))
+    results["main_process"] = main_process
+    if main_process:
+        write_json(Path(qs.output_dir) / "results.json", summary)
     return results

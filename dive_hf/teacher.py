@@ -9,6 +9,7 @@ import logging
 import torch
 from torch import nn
 
+from .data.long_tail import check_same_classes
 from .hub import WEIGHTS_NAME, file_sha256, load_stage_model, resolve_file
 
 __all__ = ["FrozenTeacher", "load_teacher", "check_teacher_matches"]
@@ -36,12 +37,15 @@ class FrozenTeacher(nn.Module):
         t_mean, t_std = [torch.tensor(v or (1.0, 1.0, 1.0)).view(1, -1, 1, 1) for v in (t_mean, t_std)]
         self.register_buffer("scale", s_std / t_std, persistent=False)
         self.register_buffer("shift", (s_mean - t_mean) / t_std, persistent=False)
+        self.eval()
 
     def train(self, mode: bool = True) -> "FrozenTeacher":
         return super().train(False)  # frozen for good: callers cannot switch it to train mode
 
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        # Inputs may arrive in the student's dtype (DeepSpeed casts batches to bf16/fp16); the teacher keeps its own.
+        pixel_values = pixel_values.to(next(self.model.parameters()).dtype)
         if self.renormalise:
             pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
         return self.model(pixel_values)
@@ -61,11 +65,8 @@ def check_teacher_matches(teacher_config: dict, num_classes: int, label_names: l
     if t_classes != num_classes:
         raise ValueError(f"teacher {source} has {t_classes} classes but the student's training set has "
                          f"{num_classes}; DiVE needs a teacher trained on the same classes")
-    t_names = teacher_config.get("label_names")
-    if t_names and label_names and list(t_names) != list(label_names):
-        i = next(i for i, (a, b) in enumerate(zip(t_names, label_names)) if a != b)
-        raise ValueError(f"teacher {source} orders its classes differently: class {i} is {t_names[i]!r} for the "
-                         f"teacher but {label_names[i]!r} in the student's training set")
+    check_same_classes(teacher_config.get("label_names"), label_names,
+                       f"student's training set vs teacher {source} (class order must match)")
     t_counts = (teacher_config.get("dive") or {}).get("class_counts")
     if t_counts and list(t_counts) != list(class_counts):
         logger.warning("teacher %s was trained on different class counts than the student's training set "

@@ -13,7 +13,7 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, set_seed
+from transformers import PreTrainedModel, Trainer, set_seed
 
 from . import __version__
 from .card import training_summary, write_folder_card
@@ -32,16 +32,6 @@ __all__ = ["BalancedSoftmaxTrainer", "DiVETrainer"]
 
 logger = logging.getLogger(__name__)
 
-_PAPER = {
-    "title": "Distilling Virtual Examples for Long-tailed Recognition",
-    "id": "2103.15042",
-    "citation": (
-        "@inproceedings{he2021dive,\n  title={Distilling Virtual Examples for Long-tailed Recognition},\n"
-        "  author={He, Yin-Yin and Wu, Jianxin and Wei, Xiu-Shen},\n  booktitle={ICCV},\n  year={2021}\n}"
-    ),
-}
-
-
 class BalancedSoftmaxTrainer(Trainer):
     """Stage 1: trains a timm classifier with Balanced Softmax cross-entropy ``CE(z + log n, y)``.
 
@@ -58,14 +48,23 @@ class BalancedSoftmaxTrainer(Trainer):
     ``eval_loss`` is the plain cross-entropy of the raw logits (the model as used at inference).
     """
 
-    _tag_names = ["dive-hf", "long-tail", "balanced-softmax"]
     _stage = "teacher"
-    _paper = _PAPER
+    # compute_loss returns a per-micro-batch mean: let training_step divide it by the accumulation steps.
+    loss_is_scaled_for_ga = False
 
     def __init__(self, model=None, args: BalancedSoftmaxConfig | None = None, train_dataset=None,
                  class_counts=None, label_column: str = "label", **kwargs):
         if args is None:
             args = BalancedSoftmaxConfig(output_dir="outputs/balanced_softmax")
+        if not isinstance(args, BalancedSoftmaxConfig):
+            raise TypeError(f"{type(self).__name__} needs a BalancedSoftmaxConfig (or DiVEConfig), got "
+                            f"{type(args).__name__}; it carries the shot thresholds and image-data defaults")
+        if kwargs.get("compute_loss_func") is not None or args.label_smoothing_factor:
+            raise ValueError("compute_loss_func and label_smoothing_factor are not supported: the loss is Balanced "
+                             "Softmax (teacher) or DiVE (student)")
+        if args.batch_eval_metrics:
+            raise ValueError("batch_eval_metrics=True is not supported: many/medium/few accuracy needs all "
+                             "predictions at once")
         if train_dataset is None:
             raise ValueError(f"{type(self).__name__} needs a train_dataset: the class counts come from it")
         if class_counts is None:
@@ -76,6 +75,9 @@ class BalancedSoftmaxTrainer(Trainer):
             self.class_names = dataset_label_names(train_dataset, label_column)
         except (AttributeError, ValueError):
             self.class_names = None
+        if isinstance(model, PreTrainedModel):
+            raise TypeError(f"model is a transformers {type(model).__name__}; pass the timm model itself (for a "
+                            f"TimmWrapper: model.timm_model) or a timm architecture name")
         if isinstance(model, str):
             set_seed(args.seed)  # Trainer seeds only after __init__; the initial weights must be reproducible too
             model = timm.create_model(model, num_classes=len(self.class_counts))
@@ -91,6 +93,7 @@ class BalancedSoftmaxTrainer(Trainer):
                                                                           LongTailMetrics) else None
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
+        self._checkpoint_eval: tuple[dict, list | None] | None = None
         self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     # ---- loss -------------------------------------------------------------------------------------------------
@@ -102,6 +105,15 @@ class BalancedSoftmaxTrainer(Trainer):
         else:
             loss = F.cross_entropy(logits.float(), labels)  # inference-time model: raw logits, no prior
         return (loss, {"logits": logits}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if "labels" in inputs:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        # Unlabelled data (trainer.predict on new images): timm models take the pixels positionally.
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            logits = model(inputs["pixel_values"])
+        return (None, None if prediction_loss_only else logits, None)
 
     def training_loss(self, logits: torch.Tensor, labels: torch.Tensor, inputs: dict) -> torch.Tensor:
         """Balanced Softmax cross-entropy (float32)."""
@@ -116,7 +128,7 @@ class BalancedSoftmaxTrainer(Trainer):
         if "loss" in logs and self._loss_parts:
             for name, values in self._loss_parts.items():
                 mean = self.accelerator.reduce(torch.stack(values).mean(), reduction="mean")
-                logs[name] = round(float(mean), 4)
+                logs[name] = float(mean)
             self._loss_parts.clear()
         super().log(logs, start_time)
 
@@ -156,29 +168,35 @@ class BalancedSoftmaxTrainer(Trainer):
             return
         if self.args.should_save:
             self.write_reports(output_dir)
+        # Other processes may load this folder next (the DiVE teacher): nobody goes on before it is complete.
+        self.accelerator.wait_for_everyone()
         if self.args.push_to_hub:
-            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision, _saved=True)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        # Only an evaluation of the split the trainer was built with describes the saved checkpoint.
+        if eval_dataset is None and metric_key_prefix == "eval" and "eval_accuracy" in metrics:
+            last = self.long_tail_metrics.last if self.long_tail_metrics is not None else None
+            self._checkpoint_eval = (dict(metrics), last["per_class_accuracy"] if last else None)
+        return metrics
 
     def latest_eval_metrics(self) -> dict:
-        """The last ``evaluate()`` results of the default eval split, from the log history."""
-        for entry in reversed(self.state.log_history):
-            if "eval_accuracy" in entry:
-                return {k: v for k, v in entry.items() if k.startswith("eval_")}
-        return {}
+        """The metrics of the last ``evaluate()`` of the trainer's own eval split (empty if none ran)."""
+        return dict(self._checkpoint_eval[0]) if self._checkpoint_eval else {}
 
     def write_reports(self, output_dir: str) -> None:
         """``eval_results.json`` and ``per_class_accuracy.png`` of the last evaluation (if any), then the card."""
         metrics = self.latest_eval_metrics()
+        per_class = self._checkpoint_eval[1] if self._checkpoint_eval else None
         plot = Path(output_dir) / PER_CLASS_PLOT_NAME
-        last = self.long_tail_metrics.last if self.long_tail_metrics is not None else None
-        if plot.exists() and (not metrics or last is None):
+        if plot.exists() and per_class is None:
             plot.unlink()  # never leave a figure of an older evaluation next to new weights
-        if not metrics:
-            (Path(output_dir) / EVAL_RESULTS_NAME).unlink(missing_ok=True)  # nor its numbers
         if metrics:
-            write_eval_report(output_dir, metrics, last["per_class_accuracy"] if last else None, self.class_counts,
-                              self.args.many_shot_threshold, self.args.few_shot_threshold, self.dataset_info,
-                              "training set", self.class_names)
+            write_eval_report(output_dir, metrics, per_class, self.class_counts, self.args.many_shot_threshold,
+                              self.args.few_shot_threshold, self.dataset_info, "training set", self.class_names)
+        else:
+            (Path(output_dir) / EVAL_RESULTS_NAME).unlink(missing_ok=True)  # nor its numbers
         write_folder_card(output_dir, self.args.hub_model_id)
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
@@ -187,14 +205,25 @@ class BalancedSoftmaxTrainer(Trainer):
             write_folder_card(self.args.output_dir, model_name or self.args.hub_model_id)
 
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
-                    token: str | None = None, revision: str | None = None, **kwargs):
-        """Push the saved stage folder to ``args.hub_model_id`` with :func:`dive_hf.hub.push_folder` (one commit of
-        the Hub-ready files; checkpoints stay local). Only the main process pushes."""
+                    token: str | None = None, revision: str | None = None, private: bool | None = None,
+                    _saved: bool = False, **kwargs):
+        """Save the stage folder (weights, config, evaluation report, card), then push it to
+        ``args.hub_model_id`` with :func:`dive_hf.hub.push_folder`: one commit of the Hub-ready files, checkpoints
+        stay local. Only the main process pushes; ``blocking`` is accepted for compatibility (pushes block)."""
+        if kwargs:
+            raise TypeError(f"push_to_hub got unsupported arguments {sorted(kwargs)}")
+        output_dir = self.args.output_dir
+        if not _saved:
+            super().save_model(output_dir, _internal_call=True)
+            if self.args.should_save:
+                self.write_reports(output_dir)
+            self.accelerator.wait_for_everyone()
         if not self.is_world_process_zero():
             return None
         from .hub import push_folder
 
-        return push_folder(self.args.output_dir, self.args.hub_model_id, private=bool(self.args.hub_private_repo),
+        private = private if private is not None else bool(self.args.hub_private_repo)
+        return push_folder(output_dir, self.args.hub_model_id, private=private,
                            revision=revision or self.args.hub_revision, commit_message=commit_message,
                            token=token or self.args.hub_token)
 
@@ -213,13 +242,13 @@ class DiVETrainer(BalancedSoftmaxTrainer):
     mean/std. The student is trained from scratch.
     """
 
-    _tag_names = ["dive-hf", "long-tail", "knowledge-distillation", "dive"]
     _stage = "student"
 
     def __init__(self, model=None, args: DiVEConfig | None = None, train_dataset=None, **kwargs):
         if not isinstance(args, DiVEConfig):
             raise TypeError(f"DiVETrainer needs a DiVEConfig (with the teacher and τ, p, α), got {type(args).__name__}")
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
+        self.accelerator.wait_for_everyone()  # a teacher saved by this launch is complete on every process
         teacher, self.teacher_config, self.teacher_sha256 = load_teacher(
             args.teacher_model_name_or_path, args.teacher_revision)
         check_teacher_matches(self.teacher_config, len(self.class_counts), self.class_names, self.class_counts,
@@ -228,17 +257,14 @@ class DiVETrainer(BalancedSoftmaxTrainer):
         self.teacher_repo_id = (self.teacher_config.get("dive") or {}).get("hub_model_id") or (
             None if Path(args.teacher_model_name_or_path).exists() else args.teacher_model_name_or_path)
         student_cfg = getattr(self.model, "pretrained_cfg", {}) or {}
-        teacher = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std"))
-        if self.is_deepspeed_enabled:
-            # DeepSpeed engines own their model; the (unsharded) teacher only needs the device and autocast.
-            self.teacher = teacher.to(self.accelerator.device)
-        else:
-            self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
+        # Not accelerator.prepare_model: the teacher is neither wrapped (DDP/FSDP/DeepSpeed) nor registered as a
+        # prepared model; it only needs the device, and the mixed-precision autocast is applied around its forward.
+        self.teacher = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std")).to(
+            self.accelerator.device)
 
     def training_loss(self, logits, labels, inputs):
-        if self.teacher.training:  # defensive: nothing may put the teacher in train mode
-            self.teacher.eval()
-        teacher_logits = self.teacher(inputs["pixel_values"])
+        with self.accelerator.autocast():
+            teacher_logits = self.teacher(inputs["pixel_values"])
         args = self.args
         terms = dive_loss_terms_from_prior(logits, teacher_logits, labels, self._log_prior.to(logits.device),
                                            args.temperature, args.power, args.alpha)

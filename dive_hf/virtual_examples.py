@@ -27,13 +27,11 @@ __all__ = ["VirtualExamplesArguments", "format_virtual_examples", "run_virtual_e
 def _flatness(per_class: np.ndarray, groups: dict[str, list[int]]) -> dict:
     means = {g: (float(per_class[m].mean()) if m else None) for g, m in groups.items()}
     head, tail = means["many"], means["few"]
-    if tail is None:
-        tail = means["medium"]
     p = per_class / per_class.sum()
     entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
     return {
         "group_mean": means,
-        "head_tail_ratio": (head / tail) if head is not None and tail else None,
+        "head_tail_ratio": (head / tail) if head is not None and tail else None,  # None without both groups
         "relative_entropy": entropy / math.log(len(per_class)) if len(per_class) > 1 else 1.0,
     }
 
@@ -43,7 +41,8 @@ def virtual_example_distribution(teacher_logits, class_counts: Sequence[int], te
     """Virtual examples per class for every (τ, p) of the grid, from logits computed once.
 
     Args:
-        teacher_logits: ``[N, C]`` teacher logits over the training images.
+        teacher_logits: ``[N, C]`` teacher logits over the training images, or an iterable of ``[B, C]`` batches
+            (summed batch by batch, so the full ``N × C`` matrix is never held: iNat2018 has 437,513 × 8,142).
         class_counts: ``[C]`` real training images per class.
         temperatures, powers: the grid of τ and p.
         many, few: shot-group thresholds (by real training count).
@@ -52,18 +51,26 @@ def virtual_example_distribution(teacher_logits, class_counts: Sequence[int], te
         ``{"images": N, "class_counts": [...], "rows": [{"temperature", "power", "per_class", "group_mean",
         "head_tail_ratio", "relative_entropy"}, ...]}`` — the first row (τ = p = None) is the real counts.
     """
-    logits = torch.as_tensor(np.asarray(teacher_logits), dtype=torch.float32)
     counts = np.asarray(class_counts, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[1] != len(counts):
-        raise ValueError(f"teacher logits of shape {tuple(logits.shape)} do not match {len(counts)} classes")
     groups = shot_groups(counts.tolist(), many, few)
+    grid = [(tau, power) for tau in temperatures for power in powers]
+    sums = {key: torch.zeros(len(counts), dtype=torch.float64) for key in grid}
+    batches = [teacher_logits] if isinstance(teacher_logits, (np.ndarray, torch.Tensor)) else teacher_logits
+    images = 0
+    for batch in batches:
+        logits = torch.as_tensor(np.asarray(batch) if not isinstance(batch, torch.Tensor) else batch,
+                                 dtype=torch.float32)
+        if logits.ndim != 2 or logits.shape[1] != len(counts):
+            raise ValueError(f"teacher logits of shape {tuple(logits.shape)} do not match {len(counts)} classes")
+        images += logits.shape[0]
+        for tau, power in grid:
+            sums[(tau, power)] += virtual_targets(logits, tau, power).sum(0).double()
     rows = [{"temperature": None, "power": None, "per_class": counts.tolist(), **_flatness(counts, groups)}]
-    for tau in temperatures:
-        for power in powers:
-            per_class = virtual_targets(logits, tau, power).sum(0).double().numpy()
-            rows.append({"temperature": tau, "power": power, "per_class": per_class.tolist(),
-                         **_flatness(per_class, groups)})
-    return {"images": int(logits.shape[0]), "class_counts": counts.astype(int).tolist(), "many_shot_threshold": many,
+    for (tau, power), total in sums.items():
+        per_class = total.numpy()
+        rows.append({"temperature": tau, "power": power, "per_class": per_class.tolist(),
+                     **_flatness(per_class, groups)})
+    return {"images": images, "class_counts": counts.astype(int).tolist(), "many_shot_threshold": many,
             "few_shot_threshold": few, "rows": rows}
 
 
@@ -102,13 +109,17 @@ class VirtualExamplesArguments(DataArguments):
     batch_size: int = field(default=256, metadata={"help": "Images per forward pass."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda … (default: cuda if present)."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-    many_shot_threshold: int = field(default=100, metadata={"help": "many-shot: more training images than this."})
-    few_shot_threshold: int = field(default=20, metadata={"help": "few-shot: fewer training images than this."})
+    many_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the teacher's, else 100."})
+    few_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the teacher's, else 20."})
 
     def __post_init__(self):
         super().__post_init__()
         if not self.teacher:
             raise ValueError("give the teacher: `dive-hf virtual-examples TEACHER ...` (a folder or a Hub repo id)")
+        for name, values in (("temperatures", self.temperatures), ("powers", self.powers)):
+            bad = [v for v in values if not v > 0]
+            if not values or bad:
+                raise ValueError(f"{name} must be a non-empty list of values > 0, got {values}")
 
 
 def teacher_report(teacher, train_raw, temperatures, powers, many: int, few: int, batch_size: int = 256,
@@ -117,12 +128,12 @@ def teacher_report(teacher, train_raw, temperatures, powers, many: int, few: int
     """Run ``teacher`` once over the (untransformed) training split with its eval transform, then report the grid."""
     from .data.long_tail import class_counts
     from .data.transforms import attach_transform, model_transform
-    from .evaluation import predict_logits
+    from .evaluation import iter_logits
 
     data = attach_transform(train_raw, model_transform(teacher, train=False), image_column, label_column)
-    logits, _ = predict_logits(teacher, data, batch_size, device, num_workers, desc="teacher over training set",
-                               progress=progress)
-    return virtual_example_distribution(logits, class_counts(train_raw, label_column), temperatures, powers, many,
+    batches = (logits for logits, _ in iter_logits(teacher, data, batch_size, device, num_workers,
+                                                    desc="teacher over training set", progress=progress))
+    return virtual_example_distribution(batches, class_counts(train_raw, label_column), temperatures, powers, many,
                                         few)
 
 
@@ -138,7 +149,7 @@ def write_virtual_examples(report: dict, output_dir: str | Path) -> tuple[Path, 
 
 def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     from .data.sources import load_splits
-    from .evaluation import check_same_classes
+    from .data.long_tail import check_same_classes
     from .hub import load_stage_model
 
     teacher, config = load_stage_model(args.teacher, args.revision)
@@ -146,11 +157,15 @@ def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     if train is None:
         raise ValueError("the virtual-example distribution needs the training split (--train_list, "
                          "--inat_train_json or --dataset)")
-    label_column = args.label_column if args.dataset else "label"
+    label_column = args.split_label_column
     check_same_classes(config.get("label_names"), train.features[label_column].names,
                        f"training split vs teacher {args.teacher}")
-    report = teacher_report(teacher, train, args.temperatures, args.powers, args.many_shot_threshold,
-                            args.few_shot_threshold, args.batch_size, args.device, args.num_workers, label_column,
-                            args.image_column)
+    dive = config.get("dive") or {}
+    many = args.many_shot_threshold if args.many_shot_threshold is not None else dive.get("many_shot_threshold", 100)
+    few = args.few_shot_threshold if args.few_shot_threshold is not None else dive.get("few_shot_threshold", 20)
+    if few >= many:
+        raise ValueError(f"few_shot_threshold={few} must be below many_shot_threshold={many}")
+    report = teacher_report(teacher, train, args.temperatures, args.powers, many, few, args.batch_size, args.device,
+                            args.num_workers, label_column, args.image_column)
     paths = write_virtual_examples(report, args.output_dir)
     return {"report": report, "table": format_virtual_examples(report), "paths": [str(p) for p in paths]}

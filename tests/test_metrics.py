@@ -8,14 +8,14 @@ from dive_hf import LongTailAccuracy, long_tail_accuracy, make_compute_metrics
 COUNTS = [200, 150, 50, 30, 10, 5]  # many: 0, 1; medium: 2, 3; few: 4, 5
 
 
-def test_group_accuracy_is_over_test_images():
+def test_group_accuracy_is_the_mean_per_class_accuracy_like_shot_acc():
     refs = [0, 0, 1, 2, 3, 3, 4, 5, 5, 5]
     preds = [0, 1, 1, 2, 0, 3, 4, 5, 0, 0]
     out = long_tail_accuracy(preds, refs, COUNTS)
     assert out["accuracy"] == pytest.approx(6 / 10)
-    assert out["many_shot_accuracy"] == pytest.approx(2 / 3)
-    assert out["medium_shot_accuracy"] == pytest.approx(2 / 3)
-    assert out["few_shot_accuracy"] == pytest.approx(2 / 4)
+    assert out["many_shot_accuracy"] == pytest.approx((1 / 2 + 1) / 2)  # not 2/3 pooled over the group's images
+    assert out["medium_shot_accuracy"] == pytest.approx((1 + 1 / 2) / 2)
+    assert out["few_shot_accuracy"] == pytest.approx((1 + 1 / 3) / 2)
     assert out["per_class_accuracy"] == pytest.approx([0.5, 1.0, 1.0, 0.5, 1.0, 1 / 3])
     assert out["balanced_accuracy"] == pytest.approx(np.mean([0.5, 1.0, 1.0, 0.5, 1.0, 1 / 3]))
 
@@ -117,5 +117,5 @@ def test_metric_across_two_processes(tmp_path):
     assert all(p.returncode == 0 for p in procs), outputs
     first = json.loads(outputs[0][0].strip().splitlines()[-1])
     assert first["accuracy"] == pytest.approx(3 / 5)
-    assert first["many_shot_accuracy"] == pytest.approx(2 / 3) and first["few_shot_accuracy"] == pytest.approx(1 / 2)
+    assert first["many_shot_accuracy"] == pytest.approx(3 / 4) and first["few_shot_accuracy"] == pytest.approx(1 / 2)
     assert outputs[1][0].strip().splitlines()[-1] == "null"  # only process 0 gets the result

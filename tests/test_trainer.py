@@ -142,7 +142,7 @@ def test_teacher_with_other_classes_is_rejected(two_stage_run, tiny_data, tmp_pa
     renamed = tiny_data["train"].cast_column("label", type(tiny_data["train"].features["label"])(names=names[::-1]))
     train = attach_transform(make_long_tailed(renamed, 10), cifar_transform((0.5,) * 3, (0.25,) * 3, True))
     args = DiVEConfig(**stage_kwargs(tmp_path, teacher_model_name_or_path=str(two_stage_run["root"] / "teacher")))
-    with pytest.raises(ValueError, match=rf"class 0 is '{names[0]}' for the teacher but '{names[-1]}'"):
+    with pytest.raises(ValueError, match=rf"class 0 is '{names[-1]}' where '{names[0]}' is expected"):
         DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train)
 
 
@@ -198,3 +198,64 @@ def test_checkpoints_use_the_timm_layout_and_resume(tiny_splits, tmp_path):
     resumed.train(resume_from_checkpoint=str(checkpoint))
     for name, value in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], value), name
+
+
+def test_predict_on_unlabelled_images(two_stage_run, tiny_splits):
+    from dive_hf.data import cifar_transform
+
+    transform = cifar_transform((0.5,) * 3, (0.25,) * 3, train=False)
+    unlabelled = tiny_splits[0].select(range(6)).with_transform(
+        lambda batch: {"pixel_values": [transform(im.convert("RGB")) for im in batch["image"]]})
+    out = two_stage_run["teacher"].predict(unlabelled)
+    assert out.predictions.shape == (6, 10) and out.label_ids is None
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(args="plain"), TypeError, "needs a BalancedSoftmaxConfig"),
+    (dict(batch_eval_metrics=True), ValueError, "batch_eval_metrics=True is not supported"),
+    (dict(label_smoothing_factor=0.1), ValueError, "label_smoothing_factor are not supported"),
+    (dict(model="hf"), TypeError, "pass the timm model itself"),
+])
+def test_unsupported_setups_are_rejected(tiny_splits, tmp_path, kwargs, error, match):
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TrainingArguments
+
+    model = "resnet20_cifar"
+    if kwargs.pop("model", None) == "hf":
+        model = TimmWrapperForImageClassification(TimmWrapperConfig(architecture="resnet20_cifar", num_labels=10))
+    if kwargs.pop("args", None) == "plain":
+        args = TrainingArguments(output_dir=str(tmp_path))
+    else:
+        args = BalancedSoftmaxConfig(**stage_kwargs(tmp_path, **kwargs))
+    with pytest.raises(error, match=match):
+        BalancedSoftmaxTrainer(model=model, args=args, train_dataset=tiny_splits[1])
+
+
+def test_push_needs_a_full_repo_id(tmp_path):
+    with pytest.raises(ValueError, match="push_to_hub needs hub_model_id='user_or_org/name'"):
+        BalancedSoftmaxConfig(output_dir=str(tmp_path), push_to_hub=True, hub_model_id="just-a-name")
+
+
+def test_timm_wrapper_layout_is_not_loaded_as_random_weights(two_stage_run, tmp_path):
+    """DESIGN §3's trap: a folder whose weights carry TimmWrapper's ``timm_model.`` prefix (as transformers'
+    save_pretrained wrote them) loads silently random through timm; dive_hf refuses it with a clear error."""
+    import shutil
+
+    from dive_hf.hub import load_stage_model
+
+    folder = tmp_path / "wrapper"
+    shutil.copytree(two_stage_run["root"] / "teacher", folder)
+    tensors = safetensors.torch.load_file(folder / "model.safetensors")
+    safetensors.torch.save_file({f"timm_model.{k}": v for k, v in tensors.items()}, folder / "model.safetensors")
+    with pytest.raises(ValueError, match=r"does not match architecture 'resnet20_cifar'.*TimmWrapper layout"):
+        load_stage_model(str(folder))
+
+
+def test_artifacts_are_readable_by_others(two_stage_run):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "model.safetensors", "README.md", "eval_results.json"):
+        mode = stat.S_IMODE((two_stage_run["root"] / "student" / name).stat().st_mode)
+        assert mode == 0o666 & ~umask, (name, oct(mode))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["make_long_tailed", "long_tail_counts", "class_counts", "shot_groups", "label_names", "LONG_TAIL_KEY"]
+__all__ = ["check_same_classes", "make_long_tailed", "long_tail_counts", "class_counts", "shot_groups", "label_names", "LONG_TAIL_KEY"]
 
 LONG_TAIL_KEY = "dive_hf.long_tail"  # key of the recipe stored (as JSON) in the split's DatasetInfo.description
 
@@ -89,7 +89,12 @@ def make_long_tailed(dataset, imbalance_factor: float, label_column: str = "labe
     indices = np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
     subset = dataset.select(indices)
     kept = np.bincount(labels[indices], minlength=feature.num_classes).tolist()
-    subset.info.description = json.dumps({LONG_TAIL_KEY: {
+    try:  # keep what the source recorded (e.g. a split list's path and sha256) next to the long-tail recipe
+        recorded = json.loads(dataset.info.description or "{}")
+    except json.JSONDecodeError:
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    subset.info.description = json.dumps({**recorded, LONG_TAIL_KEY: {
         "rule": "cifar-lt", "imbalance_factor": imbalance_factor, "n_max": n_max,
         "label_column": label_column, "class_counts": kept, "source_fingerprint": dataset._fingerprint,
     }})
@@ -104,3 +109,14 @@ def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> 
     for label, count in enumerate(class_counts):
         groups["many" if count > many else "few" if count < few else "medium"].append(label)
     return groups
+
+
+def check_same_classes(expected: list[str] | None, found: list[str] | None, what: str) -> None:
+    """Raise ``ValueError`` naming the first class where two label orders differ."""
+    if not expected or not found:
+        return
+    if len(expected) != len(found):
+        raise ValueError(f"{what}: {len(found)} classes where {len(expected)} are expected")
+    for i, (a, b) in enumerate(zip(expected, found)):
+        if a != b:
+            raise ValueError(f"{what}: class {i} is {b!r} where {a!r} is expected (different label order)")

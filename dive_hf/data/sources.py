@@ -40,6 +40,11 @@ class DataArguments:
     verify_images: bool = field(default=False, metadata={"help": "Decode every listed image when building."})
     skip_corrupt: bool = field(default=False, metadata={"help": "Leave undecodable images out (and report them)."})
 
+    @property
+    def split_label_column(self) -> str:
+        """The label column of the loaded splits: ``label`` for lists and JSON, ``label_column`` for datasets."""
+        return self.label_column if self.dataset else "label"
+
     def __post_init__(self):
         kinds = {"--dataset": [self.dataset], "--train_list/--eval_list": [self.train_list, self.eval_list],
                  "--inat_train_json/--inat_val_json": [self.inat_train_json, self.inat_val_json]}
@@ -65,7 +70,7 @@ def _load_dataset_source(args: DataArguments):
     else:
         data = datasets.load_dataset(name)
     if isinstance(data, datasets.Dataset):
-        train, evaluation = data, None
+        train = evaluation = data  # one split: the command decides what it is used for
     else:
         if args.train_split not in data and args.eval_split not in data:
             raise ValueError(f"dataset {name!r} has neither split {args.train_split!r} nor {args.eval_split!r} "

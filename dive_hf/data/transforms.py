@@ -35,6 +35,10 @@ def attach_transform(dataset, transform: Callable, image_column: str = "image", 
     Images are decoded here rather than by ``datasets`` so that a file that fails to decode (truncated, corrupt,
     deleted) raises an ``OSError`` naming its path instead of a bare PIL error mid-epoch.
     """
+    for column, flag in ((image_column, "image_column"), (label_column, "label_column")):
+        if column not in dataset.column_names:
+            raise ValueError(f"column {column!r} not in the dataset's columns {dataset.column_names}; set "
+                             f"--{flag} (CIFAR on the Hub: --image_column img --label_column fine_label)")
     feature = dataset.features[image_column]
     if isinstance(feature, datasets.Image) and feature.decode:
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
