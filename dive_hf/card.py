@@ -41,7 +41,8 @@ def results_table(metrics: dict, prefix: str = "eval_") -> str:
 
 
 def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str, dataset_name: str | None = None,
-                      license: str = "apache-2.0", per_class_plot: str | None = None) -> str:
+                      license: str = "apache-2.0", per_class_plot: str | None = None,
+                      hub_datasets: list[str] | None = None) -> str:
     """The model card text.
 
     Args:
@@ -57,7 +58,7 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
     split = dataset.get("eval_split") or "eval"
     eval_results = [
         EvalResult(task_type="image-classification", task_name="Long-tailed image classification",
-                   dataset_type=dataset_name, dataset_name=dataset_name, dataset_split=split,
+                   dataset_type=(hub_datasets or [dataset_name])[0], dataset_name=dataset_name, dataset_split=split,
                    metric_type="accuracy" if key == "accuracy" else key, metric_name=name,
                    metric_value=round(100 * metrics[f"eval_{key}"], 2))
         for key, name in _METRICS if metrics.get(f"eval_{key}") is not None
@@ -67,7 +68,7 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         tags += ["knowledge-distillation", "dive"]
     card_data = ModelCardData(
         library_name="timm", license=license, tags=tags, pipeline_tag="image-classification",
-        model_name=repo_id, eval_results=eval_results or None,
+        model_name=repo_id, eval_results=eval_results or None, datasets=hub_datasets or None,
     )
     teacher = dive.get("teacher")
     teacher_id = (teacher or {}).get("repo_id") or (teacher or {}).get("name_or_path") or ""
@@ -172,4 +173,6 @@ def render_release_card(source: dict, eval_results: dict | None) -> str:
         metrics = eval_results.get("metrics", {})
     config = {"architecture": source["backbone"], "num_classes": source["num_classes"], "dive": dive}
     training = {"recipe": f"`{source['recipe']}`"} if source.get("recipe") else {}
-    return render_model_card(config, metrics, training, source["repo_id"], dataset_name=source["dataset"].get("name"))
+    hub_id = source["dataset"].get("hub_id")
+    return render_model_card(config, metrics, training, source["repo_id"], dataset_name=source["dataset"].get("name"),
+                             hub_datasets=[hub_id] if hub_id else None)

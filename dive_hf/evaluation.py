@@ -19,7 +19,7 @@ from .data.sources import DataArguments, load_splits
 from .data.transforms import attach_transform, model_transform
 from .hub import EVAL_RESULTS_NAME
 
-__all__ = ["EvaluateArguments", "PER_CLASS_PLOT_NAME", "iter_logits", "predict_logits", "resolve_device",
+__all__ = ["EvaluateArguments", "InferenceArguments", "PER_CLASS_PLOT_NAME", "iter_logits", "predict_logits", "resolve_device",
            "run_evaluate", "write_eval_report"]
 
 PER_CLASS_PLOT_NAME = "per_class_accuracy.png"
@@ -83,18 +83,33 @@ def write_eval_report(output_dir: str | Path, metrics: dict, per_class_accuracy:
 
 
 @dataclass
-class EvaluateArguments(DataArguments):
+class InferenceArguments(DataArguments):
+    """A data source plus how to run a model over it and which shot thresholds to report."""
+
+    batch_size: int = field(default=256, metadata={"help": "Images per forward pass."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 … (default: cuda if present)."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    many_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 100."})
+    few_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 20."})
+
+    def thresholds(self, dive: dict) -> tuple[int, int]:
+        """``(many, few)``: the flags if given, else those recorded in a checkpoint's ``dive`` block, else 100/20."""
+        many = self.many_shot_threshold if self.many_shot_threshold is not None else dive.get("many_shot_threshold",
+                                                                                                  100)
+        few = self.few_shot_threshold if self.few_shot_threshold is not None else dive.get("few_shot_threshold", 20)
+        if few >= many:
+            raise ValueError(f"few_shot_threshold={few} must be below many_shot_threshold={many}")
+        return many, few
+
+
+@dataclass
+class EvaluateArguments(InferenceArguments):
     """``dive-hf evaluate MODEL``: a stage folder or Hub id, an evaluation split, and where to write the report."""
 
     model: str | None = field(default=None, metadata={"help": "Model folder or Hub repo id (or first argument)."})
     revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub model."})
     output_dir: str | None = field(default=None, metadata={"help": "Report folder (default: eval_results/<model>)."})
-    batch_size: int = field(default=256, metadata={"help": "Images per forward pass."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 … (default: cuda if present)."})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
-    many_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 100."})
-    few_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 20."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -124,10 +139,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     else:
         raise ValueError(f"{args.model} records no training class counts (no 'dive' block): give the training "
                          "split too (--train_list / --inat_train_json / --dataset) to define the shot groups")
-    many = args.many_shot_threshold if args.many_shot_threshold is not None else dive.get("many_shot_threshold", 100)
-    few = args.few_shot_threshold if args.few_shot_threshold is not None else dive.get("few_shot_threshold", 20)
-    if few >= many:
-        raise ValueError(f"few_shot_threshold={few} must be below many_shot_threshold={many}")
+    many, few = args.thresholds(dive)
     data = attach_transform(evaluation, model_transform(model, train=False), args.image_column, label_column)
     logits, labels = predict_logits(model, data, args.batch_size, args.device, args.num_workers, args.bf16)
     result = long_tail_accuracy(logits, labels, counts, many, few)

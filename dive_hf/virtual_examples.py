@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .data.long_tail import shot_groups
-from .data.sources import DataArguments
+from .evaluation import InferenceArguments
 from .losses import virtual_targets
 
 __all__ = ["VirtualExamplesArguments", "format_virtual_examples", "run_virtual_examples", "teacher_report",
@@ -98,7 +98,7 @@ def format_virtual_examples(report: dict) -> str:
 
 
 @dataclass
-class VirtualExamplesArguments(DataArguments):
+class VirtualExamplesArguments(InferenceArguments):
     """``dive-hf virtual-examples TEACHER``: the teacher, its training split, and the (τ, p) grid."""
 
     teacher: str | None = field(default=None, metadata={"help": "Teacher folder or Hub id (or first argument)."})
@@ -106,11 +106,6 @@ class VirtualExamplesArguments(DataArguments):
     temperatures: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 6.0], metadata={"help": "τ grid."})
     powers: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "p grid."})
     output_dir: str = field(default="virtual_examples", metadata={"help": "Writes virtual_examples.{json,png}."})
-    batch_size: int = field(default=256, metadata={"help": "Images per forward pass."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda … (default: cuda if present)."})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-    many_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the teacher's, else 100."})
-    few_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the teacher's, else 20."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -160,11 +155,7 @@ def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     label_column = args.split_label_column
     check_same_classes(config.get("label_names"), train.features[label_column].names,
                        f"training split vs teacher {args.teacher}")
-    dive = config.get("dive") or {}
-    many = args.many_shot_threshold if args.many_shot_threshold is not None else dive.get("many_shot_threshold", 100)
-    few = args.few_shot_threshold if args.few_shot_threshold is not None else dive.get("few_shot_threshold", 20)
-    if few >= many:
-        raise ValueError(f"few_shot_threshold={few} must be below many_shot_threshold={many}")
+    many, few = args.thresholds(config.get("dive") or {})
     report = teacher_report(teacher, train, args.temperatures, args.powers, many, few, args.batch_size, args.device,
                             args.num_workers, label_column, args.image_column)
     paths = write_virtual_examples(report, args.output_dir)

@@ -73,3 +73,5 @@ def test_release_cards_render_only_evaluated_numbers(tmp_path):
         "Top-1": 45.11, "Many-shot top-1": 61.02, "Medium-shot top-1": 45.34, "Few-shot top-1": 25.33}
     assert "many > 100 (35 classes)" in card.text and "10847 images" in card.text
     assert "dive-hf/dive-resnet32-cifar100-lt-if100-teacher" in card.text
+    assert card.data.datasets == ["uoft-cs/cifar100"]
+    assert 'pipeline("image-classification", model="dive-hf/dive-resnet32-cifar100-lt-if100")' in card.text
