@@ -23,6 +23,8 @@ class BalancedSoftmaxConfig(TrainingArguments):
             Image datasets are transformed on the fly, so their raw columns must reach the transform.
         label_names (`list[str]`, defaults to `["labels"]`):
             The batch key holding the class indices.
+        ddp_find_unused_parameters (`bool`, defaults to `False`):
+            timm classifiers use all their parameters in every step; set `True` for a model that does not.
     """
 
     many_shot_threshold: int = field(
@@ -33,6 +35,8 @@ class BalancedSoftmaxConfig(TrainingArguments):
         default=False, metadata={"help": "Keep raw columns (images are transformed on the fly)."})
     label_names: list[str] | None = field(
         default_factory=lambda: ["labels"], metadata={"help": "Batch key(s) holding the class indices."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "timm classifiers use every parameter: skip DDP's extra graph traversal."})
 
     def __post_init__(self):
         super().__post_init__()

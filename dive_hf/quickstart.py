@@ -68,6 +68,7 @@ def _stage_config(cls, qs: QuickstartArguments, stage: str, epochs: float, **ext
         eval_strategy="no", save_strategy="no", logging_steps=10, report_to="none",
         seed=qs.seed, dataloader_num_workers=qs.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(), bf16=qs.bf16, fp16=qs.fp16,
+        use_cpu=not torch.cuda.is_available(),  # also what makes a CPU launch of N processes run DDP (gloo)
         many_shot_threshold=qs.many_shot_threshold, few_shot_threshold=qs.few_shot_threshold, **extra,
     )
 

@@ -42,3 +42,21 @@ def test_quickstart_arguments_from_yaml_and_flags(tmp_path):
     assert (args.preset, args.temperature, args.power, args.arch) == ("tiny", 6.0, 1.0, "resnet32_cifar")
     args = parse_dataclass_args(QuickstartArguments, ["--alpha", "0.25", "--bf16"], prog="t")
     assert args.alpha == 0.25 and args.bf16 and args.preset == "demo"
+
+
+def test_quickstart_under_torchrun_two_cpu_processes(tmp_path, _isolated_caches):
+    """A real two-process DDP (gloo) run of both stages: one table, both folders written once, world size 2."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           str(ROOT / "recipes" / "quickstart.py"), "--preset", "tiny", "--max_steps", "3", "--batch_size", "8",
+           "--many_shot_threshold", "20", "--few_shot_threshold", "8", "--output_dir", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sum(line.startswith("teacher (BSCE)") for line in proc.stdout.splitlines()) == 1
+    for stage in ("teacher", "student"):
+        dive = json.loads((out / stage / "config.json").read_text())["dive"]
+        assert dive["training"]["processes"] == 2 and dive["training"]["effective batch"] == 16
+    import timm
+
+    import dive_hf  # noqa: F401
+    timm.create_model(f"local-dir:{out / 'student'}", pretrained=True)
