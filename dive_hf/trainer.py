@@ -7,7 +7,6 @@ the many/medium/few metrics and the Hub-ready output folder.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from pathlib import Path
 
 import timm
@@ -94,7 +93,8 @@ class BalancedSoftmaxTrainer(Trainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
         self._checkpoint_eval: tuple[dict, list | None] | None = None
-        self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
+        # Running sums of the logged loss parts since the last log (device tensors: no host sync per step).
+        self._loss_parts: dict[str, tuple] = {}
 
     # ---- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -120,15 +120,15 @@ class BalancedSoftmaxTrainer(Trainer):
         return F.cross_entropy(logits.float() + self._log_prior.to(logits.device), labels)
 
     def _record(self, **parts: torch.Tensor) -> None:
-        # Keep detached device tensors; they are averaged (and synchronised) only when the Trainer logs.
         for name, value in parts.items():
-            self._loss_parts[name].append(value.detach())
+            total, count = self._loss_parts.get(name, (0.0, 0))
+            self._loss_parts[name] = (total + value.detach().float(), count + 1)
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
+        # Training logs ("loss") are emitted by every process, so the cross-process mean is safe to take here.
         if "loss" in logs and self._loss_parts:
-            for name, values in self._loss_parts.items():
-                mean = self.accelerator.reduce(torch.stack(values).mean(), reduction="mean")
-                logs[name] = float(mean)
+            for name, (total, count) in self._loss_parts.items():
+                logs[name] = float(self.accelerator.reduce(total / count, reduction="mean"))
             self._loss_parts.clear()
         super().log(logs, start_time)
 
