@@ -25,6 +25,7 @@ from .evaluation import PER_CLASS_PLOT_NAME, write_eval_report
 from .hub import EVAL_RESULTS_NAME, save_checkpoint
 from .losses import dive_loss_terms_from_prior, log_prior
 from .metrics import LongTailMetrics
+from .nonfinite import NonFiniteWatch
 from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
 
 __all__ = ["BalancedSoftmaxTrainer", "DiVETrainer"]
@@ -93,6 +94,7 @@ class BalancedSoftmaxTrainer(Trainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
         self._checkpoint_eval: tuple[dict, list | None] | None = None
+        self._nonfinite = NonFiniteWatch()
         # Running sums of the logged loss parts since the last log (device tensors: no host sync per step).
         self._loss_parts: dict[str, tuple] = {}
 
@@ -102,6 +104,7 @@ class BalancedSoftmaxTrainer(Trainer):
         labels = inputs["labels"]
         if model.training:
             loss = self.training_loss(logits, labels, inputs)
+            self._nonfinite.observe(self.state.global_step + 1, **{"training loss": loss})
         else:
             loss = F.cross_entropy(logits.float(), labels)  # inference-time model: raw logits, no prior
         return (loss, {"logits": logits}) if return_outputs else loss
@@ -124,7 +127,34 @@ class BalancedSoftmaxTrainer(Trainer):
             total, count = self._loss_parts.get(name, (0.0, 0))
             self._loss_parts[name] = (total + value.detach().float(), count + 1)
 
+    def raise_if_nonfinite(self) -> None:
+        """Stop with a ``FloatingPointError`` naming the step, the loss part and the last good checkpoint if a
+        NaN/inf was seen (collective: every process calls it at the same points)."""
+        failures = self._nonfinite.failures(self.accelerator.gather)
+        if not failures:
+            return
+        from transformers.trainer_utils import get_last_checkpoint
+
+        step = min(failures.values())
+        parts = ", ".join(f"{name} (from step {s})" for name, s in sorted(failures.items(), key=lambda kv: kv[1]))
+        last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
+        raise FloatingPointError(
+            f"non-finite values at training step {step}: {parts}. Training stopped; the model has diverged. Last "
+            f"good checkpoint: {last or 'none saved yet'} (lower the learning rate, check the data, then resume "
+            f"with resume_from_checkpoint)")
+
+    def train(self, *args, **kwargs):
+        result = super().train(*args, **kwargs)
+        self.raise_if_nonfinite()  # steps after the last log
+        return result
+
+    def _save_checkpoint(self, model, trial):
+        self.raise_if_nonfinite()  # never write a checkpoint of a diverged model
+        return super()._save_checkpoint(model, trial)
+
     def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs:
+            self.raise_if_nonfinite()
         # Training logs ("loss") are emitted by every process, so the cross-process mean is safe to take here.
         if "loss" in logs and self._loss_parts:
             for name, (total, count) in self._loss_parts.items():
@@ -269,6 +299,9 @@ class DiVETrainer(BalancedSoftmaxTrainer):
         terms = dive_loss_terms_from_prior(logits, teacher_logits, labels, self._log_prior.to(logits.device),
                                            args.temperature, args.power, args.alpha)
         self._record(loss_hard=terms.hard, loss_distill=terms.distill)
+        self._nonfinite.observe(self.state.global_step + 1, **{
+            "teacher logits": teacher_logits, "hard-label loss (BSCE)": terms.hard,
+            "distillation loss (KL)": terms.distill})
         return terms.loss
 
     def dive_metadata(self) -> dict:

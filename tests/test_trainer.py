@@ -259,3 +259,28 @@ def test_artifacts_are_readable_by_others(two_stage_run):
     for name in ("config.json", "model.safetensors", "README.md", "eval_results.json"):
         mode = stat.S_IMODE((two_stage_run["root"] / "student" / name).stat().st_mode)
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+def test_nan_loss_stops_training_naming_step_and_last_good_checkpoint(tiny_splits, tmp_path):
+    class NaNAtStep3(BalancedSoftmaxTrainer):
+        def training_loss(self, logits, labels, inputs):
+            loss = super().training_loss(logits, labels, inputs)
+            return loss * float("nan") if self.state.global_step == 2 else loss
+
+    args = BalancedSoftmaxConfig(**stage_kwargs(tmp_path, max_steps=8, logging_steps=3, save_strategy="steps",
+                                                save_steps=2))
+    trainer = NaNAtStep3(model="resnet20_cifar", args=args, train_dataset=tiny_splits[1])
+    with pytest.raises(FloatingPointError, match=r"training step 3: training loss \(from step 3\).*Last good "
+                                                 r"checkpoint: .*checkpoint-2"):
+        trainer.train()
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2"]  # no diverged checkpoint
+
+
+def test_non_finite_teacher_logits_are_named(two_stage_run, tiny_splits, tmp_path):
+    args = DiVEConfig(**stage_kwargs(tmp_path, teacher_model_name_or_path=str(two_stage_run["root"] / "teacher")))
+    trainer = DiVETrainer(model="resnet20_cifar", args=args, train_dataset=tiny_splits[1])
+    with torch.no_grad():
+        trainer.teacher.model.fc.bias.fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match=r"training step 1: teacher logits \(from step 1\), "
+                                                 r"distillation loss \(KL\) \(from step 1\).*none saved yet"):
+        trainer.train()
