@@ -67,6 +67,8 @@ class BalancedSoftmaxTrainer(Trainer):
                              "predictions at once")
         if train_dataset is None:
             raise ValueError(f"{type(self).__name__} needs a train_dataset: the class counts come from it")
+        if args.should_save:
+            _check_writable(args.output_dir)
         if class_counts is None:
             class_counts = dataset_class_counts(train_dataset, label_column, require_all=True)
         self.class_counts = [int(c) for c in class_counts]
@@ -335,3 +337,16 @@ def _dataset_info(train_dataset, eval_dataset) -> dict:
         info[f"{role}_fingerprint"] = ds._fingerprint
         info[f"{role}_size"] = len(ds)
     return info
+
+
+def _check_writable(output_dir: str) -> None:
+    """Fail before training, not after hours of it, when the output folder cannot be written."""
+    import tempfile
+
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise OSError(f"output_dir {output_dir!r} is not writable ({e.strerror or e}); choose another --output_dir "
+                      f"before training") from e

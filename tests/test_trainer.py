@@ -284,3 +284,11 @@ def test_non_finite_teacher_logits_are_named(two_stage_run, tiny_splits, tmp_pat
     with pytest.raises(FloatingPointError, match=r"training step 1: teacher logits \(from step 1\), "
                                                  r"distillation loss \(KL\) \(from step 1\).*none saved yet"):
         trainer.train()
+
+
+def test_unwritable_output_dir_fails_before_training(tiny_splits, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    args = BalancedSoftmaxConfig(**stage_kwargs(blocker / "out"))
+    with pytest.raises(OSError, match=r"output_dir '.*a_file/out' is not writable"):
+        BalancedSoftmaxTrainer(model="resnet20_cifar", args=args, train_dataset=tiny_splits[1])
