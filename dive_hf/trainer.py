@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, Trainer, set_seed
 
 from . import __version__
+from .atomic import write_json
 from .card import training_summary, write_folder_card
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.long_tail import class_counts as dataset_class_counts
 from .data.long_tail import label_names as dataset_label_names
 from .data.long_tail import shot_groups
-from .atomic import write_json
 from .evaluation import PER_CLASS_PLOT_NAME, write_eval_report
 from .hub import EVAL_RESULTS_NAME, save_checkpoint
 from .losses import dive_loss_terms_from_prior, log_prior
@@ -31,6 +31,7 @@ from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
 __all__ = ["BalancedSoftmaxTrainer", "DiVETrainer"]
 
 logger = logging.getLogger(__name__)
+
 
 class BalancedSoftmaxTrainer(Trainer):
     """Stage 1: trains a timm classifier with Balanced Softmax cross-entropy ``CE(z + log n, y)``.

@@ -1,5 +1,6 @@
 """`dive-hf demo` / recipes/quickstart.py: both stages, the printed table, the two Hub-ready folders."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ def test_quickstart_under_torchrun_two_cpu_processes(tmp_path, _isolated_caches)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            str(ROOT / "recipes" / "quickstart.py"), "--preset", "tiny", "--max_steps", "3", "--batch_size", "8",
            "--many_shot_threshold", "20", "--few_shot_threshold", "8", "--output_dir", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # two CPU processes (gloo) even on a one-GPU machine
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sum(line.startswith("teacher (BSCE)") for line in proc.stdout.splitlines()) == 1
     for stage in ("teacher", "student"):

@@ -26,7 +26,7 @@ def _env(hub, home: Path) -> dict:
     env = dict(os.environ)
     env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", HF_HOME=str(home), HF_TOKEN=TOKEN,
                HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
     env.pop("HF_HUB_CACHE", None)
     return env
 
