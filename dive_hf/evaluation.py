@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from transformers import default_data_collator
 
 from .atomic import write_json
-from .data.long_tail import check_same_classes
+from .data.long_tail import check_same_classes, shot_groups
 from .data.long_tail import class_counts as split_class_counts
 from .data.sources import DataArguments, load_splits
 from .data.transforms import attach_transform, model_transform
@@ -148,8 +148,6 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     dataset = {"name": getattr(evaluation.info, "dataset_name", None), "eval_split": str(evaluation.split or
                args.eval_split), "eval_fingerprint": evaluation._fingerprint, "eval_size": len(evaluation)}
     write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names)
-    from .data.long_tail import shot_groups
-
     table = format_results({Path(args.model.rstrip("/")).name: metrics}, counts, shot_groups(counts, many, few),
                            many, few, title=f"{args.model} on {dataset['name'] or 'the evaluation split'} "
                                             f"({len(evaluation):,} images; class counts from the {source})")

@@ -199,6 +199,6 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
         return api.create_commit(repo_id, operations, revision=revision,
                                  commit_message=commit_message or f"Upload {folder.name} (dive_hf)")
     except HfHubHTTPError as e:
-        # A commit is all-or-nothing on the Hub: nothing was published, and the local folder is untouched.
-        raise RuntimeError(f"push of {folder} to {repo_id} failed, nothing was published and the folder is "
-                           f"unchanged; run the same push again to retry ({e})") from e
+        # A commit is all-or-nothing on the Hub: nothing was published; the local folder keeps its files.
+        raise RuntimeError(f"push of {folder} to {repo_id} failed, nothing was published and the local folder is "
+                           f"intact; run the same push again to retry ({e})") from e
