@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "balanced_softmax_cross_entropy", "virtual_targets", "log_virtual_targets", "dive_loss", "dive_loss_terms",
-    "DiVELossTerms", "dive_loss_terms_from_prior", "log_prior",
+    "balanced_softmax_cross_entropy", "balanced_softmax_cross_entropy_from_prior", "virtual_targets",
+    "log_virtual_targets", "dive_loss", "dive_loss_terms", "DiVELossTerms", "dive_loss_terms_from_prior", "log_prior",
 ]
 
 
@@ -50,6 +50,13 @@ def balanced_softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
     prior = log_prior(class_counts, logits.shape[-1], logits.device)
+    return balanced_softmax_cross_entropy_from_prior(logits, labels, prior, reduction)
+
+
+def balanced_softmax_cross_entropy_from_prior(logits: torch.Tensor, labels: torch.Tensor, prior: torch.Tensor,
+                                              reduction: str = "mean") -> torch.Tensor:
+    """:func:`balanced_softmax_cross_entropy` with a precomputed, already validated ``log n`` (``[C]`` float32 on
+    the logits' device): the trainers' per-step path, free of host synchronisation."""
     return F.cross_entropy(logits.float() + prior, labels, reduction=reduction)
 
 
@@ -106,7 +113,7 @@ def dive_loss_terms_from_prior(student_logits: torch.Tensor, teacher_logits: tor
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
                          f"{tuple(teacher_logits.shape)} differ in shape")
-    hard = F.cross_entropy(student_logits.float() + prior, labels)
+    hard = balanced_softmax_cross_entropy_from_prior(student_logits, labels, prior)
     log_v = log_virtual_targets(teacher_logits, temperature, power)
     log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
     distill = F.kl_div(log_q, log_v, reduction="batchmean", log_target=True)

@@ -23,7 +23,7 @@ from .data.long_tail import label_names as dataset_label_names
 from .data.long_tail import shot_groups
 from .evaluation import PER_CLASS_PLOT_NAME, write_eval_report
 from .hub import EVAL_RESULTS_NAME, save_checkpoint
-from .losses import dive_loss_terms_from_prior, log_prior
+from .losses import balanced_softmax_cross_entropy_from_prior, dive_loss_terms_from_prior, log_prior
 from .metrics import LongTailMetrics
 from .nonfinite import NonFiniteWatch
 from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
@@ -123,7 +123,7 @@ class BalancedSoftmaxTrainer(Trainer):
 
     def training_loss(self, logits: torch.Tensor, labels: torch.Tensor, inputs: dict) -> torch.Tensor:
         """Balanced Softmax cross-entropy (float32)."""
-        return F.cross_entropy(logits.float() + self._log_prior.to(logits.device), labels)
+        return balanced_softmax_cross_entropy_from_prior(logits, labels, self._log_prior.to(logits.device))
 
     def _record(self, **parts: torch.Tensor) -> None:
         for name, value in parts.items():

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import datasets
 
+from ..atomic import current_umask
+
 __all__ = ["cache_root", "cached_dataset"]
 
 
@@ -32,9 +34,7 @@ def cached_dataset(target: Path, build: Callable[[], datasets.Dataset | datasets
     if not _complete(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700 folders; a shared cache should be readable
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders; a shared cache should be readable
         try:
             build().save_to_disk(str(tmp))
             try:
