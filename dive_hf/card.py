@@ -8,12 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import timm
-import torch
-import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from . import __version__
 from .atomic import write_text
 from .evaluation import PER_CLASS_PLOT_NAME
 from .hub import CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME
@@ -21,7 +17,7 @@ from .metrics import CITATION
 from .report import percent
 
 __all__ = ["CITATION", "default_repo_id", "render_model_card", "render_release_card", "results_table",
-           "training_summary", "write_folder_card"]
+           "write_folder_card"]
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 _METRICS = (("accuracy", "Top-1"), ("many_shot_accuracy", "Many-shot top-1"),
@@ -96,31 +92,6 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         group_sizes=groups, repo_id=repo_id, training=training, citation=CITATION, per_class_plot=per_class_plot,
     )
     return str(card)
-
-
-def training_summary(trainer) -> dict:
-    """The training settings a card reports, from the trainer's arguments and environment (stored in the ``dive``
-    block of ``config.json`` as ``training`` so that the card can be rendered again from the folder alone)."""
-    args = trainer.args
-    world = args.world_size
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
-    summary = {
-        "stage": trainer._stage,
-        "epochs": args.num_train_epochs if args.max_steps <= 0 else f"{args.max_steps} steps",
-        "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
-        "learning rate": args.learning_rate,
-        "lr schedule": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-        "weight decay": args.weight_decay,
-        "effective batch": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
-        "processes": world,
-        "precision": precision,
-        "seed": args.seed,
-        "versions": f"dive_hf {__version__}, torch {torch.__version__}, timm {timm.__version__}, "
-                    f"transformers {transformers.__version__}",
-    }
-    if trainer._stage == "student":
-        summary = {**summary, "τ (temperature)": args.temperature, "p (power)": args.power, "α (alpha)": args.alpha}
-    return summary
 
 
 def default_repo_id(folder: str | Path) -> str:

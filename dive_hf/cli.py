@@ -34,15 +34,9 @@ def parse_dataclass_args(dataclass_type, argv: list[str], prog: str):
 
 
 def demo(argv: list[str]) -> int:
-    from .quickstart import QuickstartArguments, run_quickstart
+    from .quickstart import main as quickstart
 
-    args = parse_dataclass_args(QuickstartArguments, argv, prog="dive-hf demo")
-    results = run_quickstart(args)
-    if not results["main_process"]:
-        return 0  # under accelerate launch, one table is enough
-    print("\n" + results["table"])
-    print(f"\nwrote {args.output_dir}/teacher and {args.output_dir}/student (Hub-ready) in {results['wall_time_s']} s")
-    return 0
+    return quickstart(argv)
 
 
 def data(argv: list[str]) -> int:

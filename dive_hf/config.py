@@ -4,8 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from transformers.trainer_utils import SchedulerType
 
-__all__ = ["BalancedSoftmaxConfig", "DiVEConfig"]
+__all__ = ["BalancedSoftmaxConfig", "DiVEConfig", "LR_SCHEDULES"]
+
+#: Learning-rate schedules: transformers' own plus dive_hf's ``multistep`` (warm-up, then step decays at epochs).
+LR_SCHEDULES = [s.value for s in SchedulerType] + ["multistep"]
 
 
 @dataclass
@@ -25,6 +29,17 @@ class BalancedSoftmaxConfig(TrainingArguments):
             The batch key holding the class indices.
         ddp_find_unused_parameters (`bool`, defaults to `False`):
             timm classifiers use all their parameters in every step; set `True` for a model that does not.
+        lr_scheduler_type (`str`, defaults to `"linear"`):
+            Any of transformers' schedules, or `"multistep"`: linear warm-up, then the lr is multiplied by
+            `lr_decay_factor` at each of `lr_decay_epochs` (the CIFAR-LT recipe: ×0.01 at epochs 120 and 160).
+        warmup_epochs (`float`, defaults to `0`):
+            Linear warm-up length in epochs (instead of `warmup_steps`), for any schedule.
+        lr_decay_epochs (`list[float]`, *optional*):
+            Epochs at which the `"multistep"` schedule decays the lr.
+        lr_decay_factor (`float`, defaults to `0.1`):
+            Factor of each `"multistep"` decay.
+        channels_last (`bool`, defaults to `False`):
+            Train (and run the teacher) in the channels-last memory format — faster convolutions under bf16/fp16.
     """
 
     many_shot_threshold: int = field(
@@ -37,9 +52,41 @@ class BalancedSoftmaxConfig(TrainingArguments):
         default_factory=lambda: ["labels"], metadata={"help": "Batch key(s) holding the class indices."})
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "timm classifiers use every parameter: skip DDP's extra graph traversal."})
+    lr_scheduler_type: str = field(default="linear", metadata={
+        "help": "Learning-rate schedule: transformers' schedules, or 'multistep' (warm-up, then lr × lr_decay_factor "
+                "at each of lr_decay_epochs).", "choices": LR_SCHEDULES})
+    warmup_epochs: float = field(default=0.0, metadata={"help": "Linear warm-up in epochs (instead of warmup_steps)."})
+    lr_decay_epochs: list[float] | None = field(default=None, metadata={
+        "help": "Epochs at which the 'multistep' schedule multiplies the lr by lr_decay_factor.", "nargs": "+"})
+    lr_decay_factor: float = field(default=0.1, metadata={"help": "Factor of each 'multistep' decay."})
+    channels_last: bool = field(default=False, metadata={
+        "help": "Channels-last memory format for the model, the teacher and the batches."})
 
     def __post_init__(self):
-        super().__post_init__()
+        value = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        if value not in LR_SCHEDULES:
+            raise ValueError(f"lr_scheduler_type={value!r} is not a schedule; choose one of {LR_SCHEDULES}")
+        multistep = value == "multistep"
+        if multistep:
+            self.lr_scheduler_type = "constant_with_warmup"  # what TrainingArguments validates; restored below
+        try:
+            super().__post_init__()
+        finally:
+            if multistep:
+                self.lr_scheduler_type = "multistep"
+        if multistep and not self.lr_decay_epochs:
+            raise ValueError("lr_scheduler_type='multistep' needs lr_decay_epochs, e.g. --lr_decay_epochs 120 160")
+        if self.lr_decay_epochs and not multistep:
+            raise ValueError(f"lr_decay_epochs={self.lr_decay_epochs} is only used by lr_scheduler_type='multistep', "
+                             f"got lr_scheduler_type={value!r}")
+        if self.lr_decay_epochs and sorted(self.lr_decay_epochs) != list(self.lr_decay_epochs):
+            raise ValueError(f"lr_decay_epochs must be increasing, got {self.lr_decay_epochs}")
+        if not 0 < self.lr_decay_factor <= 1:
+            raise ValueError(f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be ≥ 0, got {self.warmup_epochs}")
+        if self.warmup_epochs and self.warmup_steps:
+            raise ValueError(f"give warmup_epochs={self.warmup_epochs} or warmup_steps={self.warmup_steps}, not both")
         if self.few_shot_threshold < 0 or self.many_shot_threshold < 0:
             raise ValueError(f"shot thresholds must be ≥ 0, got many_shot_threshold={self.many_shot_threshold}, "
                              f"few_shot_threshold={self.few_shot_threshold}")

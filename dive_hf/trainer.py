@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, Trainer, set_seed
 
 from . import __version__
 from .atomic import write_json
-from .card import training_summary, write_folder_card
+from .card import write_folder_card
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.long_tail import class_counts as dataset_class_counts
 from .data.long_tail import label_names as dataset_label_names
@@ -26,6 +26,8 @@ from .hub import EVAL_RESULTS_NAME, save_checkpoint
 from .losses import balanced_softmax_cross_entropy_from_prior, dive_loss_terms_from_prior, log_prior
 from .metrics import LongTailMetrics
 from .nonfinite import NonFiniteWatch
+from .run_log import RUN_LOG_NAME, run_log, training_summary
+from .schedules import epochs_to_steps, get_multistep_schedule_with_warmup
 from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
 
 __all__ = ["BalancedSoftmaxTrainer", "DiVETrainer"]
@@ -43,6 +45,7 @@ class BalancedSoftmaxTrainer(Trainer):
             names are read from it), with a transform producing ``pixel_values`` and ``labels``.
         class_counts: training images per class, only needed when ``train_dataset`` is not a ``datasets.Dataset``.
         label_column: the ``ClassLabel`` column of ``train_dataset``.
+        run_config: extra resolved settings recorded in ``run_log.json`` (e.g. a recipe's data arguments).
         **kwargs: passed to ``transformers.Trainer`` (``eval_dataset``, ``callbacks``, ``compute_metrics``, ...).
 
     Evaluation reports ``accuracy``, ``balanced_accuracy``, ``many/medium/few_shot_accuracy`` and ``top5_accuracy``;
@@ -54,7 +57,7 @@ class BalancedSoftmaxTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, model=None, args: BalancedSoftmaxConfig | None = None, train_dataset=None,
-                 class_counts=None, label_column: str = "label", **kwargs):
+                 class_counts=None, label_column: str = "label", run_config: dict | None = None, **kwargs):
         if args is None:
             args = BalancedSoftmaxConfig(output_dir="outputs/balanced_softmax")
         if not isinstance(args, BalancedSoftmaxConfig):
@@ -87,6 +90,9 @@ class BalancedSoftmaxTrainer(Trainer):
         if getattr(model, "num_classes", len(self.class_counts)) != len(self.class_counts):
             raise ValueError(f"model has {model.num_classes} outputs but the training set has "
                              f"{len(self.class_counts)} classes")
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.run_config = run_config
         self.dataset_info = _dataset_info(train_dataset, kwargs.get("eval_dataset"))
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = LongTailMetrics(self.class_counts, args.many_shot_threshold,
@@ -103,7 +109,7 @@ class BalancedSoftmaxTrainer(Trainer):
 
     # ---- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        logits = model(inputs["pixel_values"])
+        logits = model(self._pixels(inputs))
         labels = inputs["labels"]
         if model.training:
             loss = self.training_loss(logits, labels, inputs)
@@ -118,8 +124,14 @@ class BalancedSoftmaxTrainer(Trainer):
         # Unlabelled data (trainer.predict on new images): timm models take the pixels positionally.
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            logits = model(inputs["pixel_values"])
+            logits = model(self._pixels(inputs))
         return (None, None if prediction_loss_only else logits, None)
+
+    def _pixels(self, inputs: dict) -> torch.Tensor:
+        pixels = inputs["pixel_values"]
+        if self.args.channels_last and pixels.dim() == 4:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return pixels
 
     def training_loss(self, logits: torch.Tensor, labels: torch.Tensor, inputs: dict) -> torch.Tensor:
         """Balanced Softmax cross-entropy (float32)."""
@@ -146,10 +158,40 @@ class BalancedSoftmaxTrainer(Trainer):
             f"good checkpoint: {last or 'none saved yet'} (lower the learning rate, check the data, then resume "
             f"with resume_from_checkpoint)")
 
-    def train(self, *args, **kwargs):
-        result = super().train(*args, **kwargs)
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if self.args.should_save:  # what is running, readable while it runs (rewritten at every save)
+            write_json(Path(self.args.output_dir) / RUN_LOG_NAME, run_log(self, self.run_config))
+        result = super().train(resume_from_checkpoint, *args, **kwargs)
         self.raise_if_nonfinite()  # steps after the last log
         return result
+
+    # ---- learning-rate schedule -------------------------------------------------------------------------------
+    def set_initial_training_values(self, args, dataloader):
+        values = super().set_initial_training_values(args, dataloader)
+        self._update_steps_per_epoch = values[1]  # epochs → steps for warmup_epochs and lr_decay_epochs
+        return values
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """transformers' schedules, plus ``warmup_epochs`` and the ``multistep`` schedule (see the config)."""
+        args = self.args
+        if self.lr_scheduler is not None or (args.lr_scheduler_type != "multistep" and not args.warmup_epochs):
+            return super().create_scheduler(num_training_steps, optimizer)
+        from transformers import get_scheduler
+
+        optimizer = optimizer if optimizer is not None else self.optimizer
+        per_epoch = getattr(self, "_update_steps_per_epoch", None) or num_training_steps / args.num_train_epochs
+        warmup = (epochs_to_steps(args.warmup_epochs, per_epoch) if args.warmup_epochs
+                  else args.get_warmup_steps(num_training_steps))
+        if args.lr_scheduler_type == "multistep":
+            milestones = [epochs_to_steps(e, per_epoch) for e in args.lr_decay_epochs]
+            self.lr_scheduler = get_multistep_schedule_with_warmup(optimizer, warmup, milestones,
+                                                                   args.lr_decay_factor)
+        else:
+            self.lr_scheduler = get_scheduler(args.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=warmup,
+                                              num_training_steps=num_training_steps,
+                                              scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def _save_checkpoint(self, model, trial):
         self.raise_if_nonfinite()  # never write a checkpoint of a diverged model
@@ -192,6 +234,7 @@ class BalancedSoftmaxTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         save_checkpoint(model, output_dir, self.class_names, self.dive_metadata(), state_dict)
         write_json(Path(output_dir) / "training_args.json", self.args.to_dict())  # to_dict redacts tokens
+        write_json(Path(output_dir) / RUN_LOG_NAME, run_log(self, self.run_config))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the model; a user-level save also writes ``eval_results.json`` and the model card."""
@@ -201,6 +244,8 @@ class BalancedSoftmaxTrainer(Trainer):
             return
         if self.args.should_save:
             self.write_reports(output_dir)
+            # Written last: a folder whose run log says "complete" holds the weights, report and card of this run.
+            write_json(Path(output_dir) / RUN_LOG_NAME, run_log(self, self.run_config, status="complete"))
         # Other processes may load this folder next (the DiVE teacher): nobody goes on before it is complete.
         self.accelerator.wait_for_everyone()
         if self.args.push_to_hub:
@@ -294,10 +339,41 @@ class DiVETrainer(BalancedSoftmaxTrainer):
         # prepared model; it only needs the device, and the mixed-precision autocast is applied around its forward.
         self.teacher = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std")).to(
             self.accelerator.device)
+        if args.channels_last:
+            self.teacher = self.teacher.to(memory_format=torch.channels_last)
+        self._teacher_forward = self.teacher
+        if args.torch_compile:  # compiled like the student (the Trainer compiles that one through Accelerate)
+            self._teacher_forward = torch.compile(self.teacher, backend=args.torch_compile_backend,
+                                                  mode=args.torch_compile_mode)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if isinstance(resume_from_checkpoint, (str, Path)):
+            self.check_checkpoint_teacher(resume_from_checkpoint)
+        elif resume_from_checkpoint:  # True: the last checkpoint in output_dir
+            from transformers.trainer_utils import get_last_checkpoint
+
+            last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
+            if last:
+                self.check_checkpoint_teacher(last)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def check_checkpoint_teacher(self, checkpoint: str | Path) -> None:
+        """A DiVE stage resumes only with the teacher it started with (sha256 of the weights, in the checkpoint)."""
+        import json
+
+        config = Path(checkpoint) / "config.json"
+        recorded = None
+        if config.is_file():
+            recorded = ((json.loads(config.read_text()).get("dive") or {}).get("teacher") or {}).get("sha256")
+        if recorded and recorded != self.teacher_sha256:
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained with a different teacher (sha256 {recorded[:12]}…) than "
+                f"{self.args.teacher_model_name_or_path} (sha256 {self.teacher_sha256[:12]}…): resuming would mix two "
+                f"teachers; point teacher_model_name_or_path at the original teacher or start a new run")
 
     def training_loss(self, logits, labels, inputs):
         with self.accelerator.autocast():
-            teacher_logits = self.teacher(inputs["pixel_values"])
+            teacher_logits = self._teacher_forward(self._pixels(inputs))
         args = self.args
         terms = dive_loss_terms_from_prior(logits, teacher_logits, labels, self._log_prior.to(logits.device),
                                            args.temperature, args.power, args.alpha)

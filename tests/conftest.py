@@ -39,6 +39,35 @@ def tiny_splits(tiny_data):
     return train_raw, train, test
 
 
+def write_image(path, seed, size: int = 12):
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path, format="JPEG")
+
+
+def write_imagenet_lt(folder, counts, synsets=None, test_per_class: int = 2, size: int = 12):
+    """A small copy in ImageNet-LT's layout: ``root/train/<synset>/*.JPEG``, ``root/val/*.JPEG`` and the OLTR lists
+    ``ImageNet_LT_train.txt`` / ``ImageNet_LT_test.txt`` in ``folder``. Returns ``(folder, root)``."""
+    root = folder / "imagenet"
+    synsets = synsets or [f"n{1440764 + i:08d}" for i in range(len(counts))]
+    train_lines, test_lines = [], []
+    for label, (synset, count) in enumerate(zip(synsets, counts)):
+        for k in range(count):
+            rel = f"train/{synset}/{synset}_{k}.JPEG"
+            write_image(root / rel, label * 100 + k, size)
+            train_lines.append(f"{rel} {label}")
+        for k in range(test_per_class):
+            rel = f"val/ILSVRC2012_val_{label}{k}.JPEG"
+            write_image(root / rel, 1000 + label * 10 + k, size)
+            test_lines.append(f"{rel} {label}")
+    (folder / "ImageNet_LT_train.txt").write_text("\n".join(train_lines) + "\n")
+    (folder / "ImageNet_LT_test.txt").write_text("\n".join(test_lines) + "\n")
+    return folder, root
+
+
 def stage_kwargs(output_dir, **overrides):
     """Small, fast, deterministic TrainingArguments for CPU tests."""
     kwargs = dict(

@@ -106,7 +106,7 @@ def test_push_then_load_everywhere(two_stage_run, hub, tmp_path):
         assert f'timm.create_model("hf-hub:{repo_id}", pretrained=True)' in out["card_text"]
     pushed = hub.files("tester/dive-tiny-student")
     assert set(pushed) == {"README.md", "config.json", "model.safetensors", "eval_results.json",
-                           "per_class_accuracy.png", "training_args.json"}
+                           "per_class_accuracy.png", "training_args.json", "run_log.json"}
     assert "[tester/dive-tiny-teacher](https://huggingface.co/tester/dive-tiny-teacher)" in pushed["README.md"].decode()
     for repo_id in ("tester/dive-tiny-teacher", "tester/dive-tiny-student"):
         for name, data in hub.files(repo_id).items():
@@ -180,7 +180,8 @@ def test_incomplete_folder_is_not_pushed(two_stage_run, hub, tmp_path):
 def test_quickstart_pushes_both_stages_and_links_the_teacher(hub, tmp_path):
     env = _env(hub, tmp_path / "home")
     env["DIVE_HF_CACHE"] = os.environ["DIVE_HF_CACHE"]
-    _run([str(ROOT / "recipes" / "quickstart.py"), "--preset", "tiny", "--max_steps", "2", "--batch_size", "16",
+    _run([str(ROOT / "recipes" / "quickstart.py"), "--dataset", "embedded:tiny", "--max_steps", "2",
+          "--per_device_train_batch_size", "16",
           "--many_shot_threshold", "20", "--few_shot_threshold", "8", "--output_dir", str(tmp_path / "demo"),
           "--push_to_hub", "--teacher_repo_id", "tester/qs-teacher", "--student_repo_id", "tester/qs-student"], env)
     teacher, student = hub.files("tester/qs-teacher"), hub.files("tester/qs-student")

@@ -6,38 +6,20 @@ import sys
 import datasets
 import numpy as np
 import pytest
-from PIL import Image
 
 from dive_hf.data import attach_transform, cifar_transform, class_counts, make_long_tailed
 from dive_hf.data.split_list import SPLIT_SOURCE_KEY, load_inat_json, load_split_list
+
+from conftest import write_image, write_imagenet_lt
 
 COUNTS = [6, 4, 2, 1]
 SYNSETS = ["n01440764", "n01443537", "n01484850", "n01491361"]
 
 
-def _image(path, seed):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(path, format="JPEG")
-
-
 @pytest.fixture
 def imagenet_lt(tmp_path):
     """ImageNet-LT layout: root/train/<synset>/*.JPEG, root/val/..., and OLTR list files."""
-    root = tmp_path / "imagenet"
-    train_lines, test_lines = [], []
-    for label, (synset, count) in enumerate(zip(SYNSETS, COUNTS)):
-        for k in range(count):
-            rel = f"train/{synset}/{synset}_{k}.JPEG"
-            _image(root / rel, label * 100 + k)
-            train_lines.append(f"{rel} {label}")
-        for k in range(2):
-            rel = f"val/ILSVRC2012_val_{label}{k}.JPEG"
-            _image(root / rel, 1000 + label * 10 + k)
-            test_lines.append(f"{rel} {label}")
-    (tmp_path / "ImageNet_LT_train.txt").write_text("\n".join(train_lines) + "\n")
-    (tmp_path / "ImageNet_LT_test.txt").write_text("\n".join(test_lines) + "\n")
-    return tmp_path, root
+    return write_imagenet_lt(tmp_path, COUNTS, SYNSETS)
 
 
 def test_list_split_content(imagenet_lt, tmp_path):
@@ -80,7 +62,7 @@ def test_inat_json(tmp_path):
     images, annotations = [], []
     for i, category in enumerate([0, 0, 0, 1, 2, 2]):
         rel = f"train_val2018/Plantae/{category}/{i}.jpg"
-        _image(root / rel, i)
+        write_image(root / rel, i)
         images.append({"id": 100 + i, "file_name": rel})
         annotations.append({"id": i, "image_id": 100 + i, "category_id": category})
     categories = [{"id": 0, "name": "Abies"}, {"id": 1, "name": "Acer"}, {"id": 2, "name": "Quercus"}]
@@ -131,7 +113,7 @@ def test_missing_list_and_root(imagenet_lt, tmp_path):
         load_split_list(lists / "ImageNet_LT_train.txt", tmp_path / "no_root", cache_dir=tmp_path / "cache")
 
 
-def test_truncated_image(imagenet_lt, tmp_path):
+def test_truncatedwrite_image(imagenet_lt, tmp_path):
     lists, root = imagenet_lt
     victim = root / "train" / SYNSETS[1] / f"{SYNSETS[1]}_2.JPEG"
     victim.write_bytes(victim.read_bytes()[:40])

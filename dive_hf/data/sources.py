@@ -45,6 +45,11 @@ class DataArguments:
         """The label column of the loaded splits: ``label`` for lists and JSON, ``label_column`` for datasets."""
         return self.label_column if self.dataset else "label"
 
+    @property
+    def split_image_column(self) -> str:
+        """The image column of the loaded splits: ``image`` for lists and JSON, ``image_column`` for datasets."""
+        return self.image_column if self.dataset else "image"
+
     def __post_init__(self):
         kinds = {"--dataset": [self.dataset], "--train_list/--eval_list": [self.train_list, self.eval_list],
                  "--inat_train_json/--inat_val_json": [self.inat_train_json, self.inat_val_json]}

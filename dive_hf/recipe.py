@@ -1,0 +1,297 @@
+"""The recipe runner behind ``recipes/*.py`` and ``dive-hf demo``: YAML + command line → both DiVE stages.
+
+A recipe is a YAML file of defaults (the paper's hyper-parameters) read by :class:`RecipeParser`; every value can be
+overridden on the command line (``--learning_rate 0.05``) or by a user's ``--config my.yaml``. The flags are those of
+:class:`RecipeArguments` (what to run), :class:`~dive_hf.data.DataArguments` (where the data is) and
+:class:`~dive_hf.DiVEConfig` (every ``TrainingArguments`` field, plus τ, p, α and the schedules).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from .atomic import write_json
+from .config import BalancedSoftmaxConfig, DiVEConfig
+from .data.sources import DataArguments, load_splits
+from .run_log import RUN_LOG_NAME, describe_batch
+
+__all__ = ["RecipeArguments", "RecipeParser", "run_recipe", "recipe_main"]
+
+STAGES = ("teacher", "student", "all")
+
+
+@dataclass
+class RecipeArguments:
+    """What a recipe runs (the data and the training hyper-parameters have their own flags)."""
+
+    stage: str = field(default="all", metadata={
+        "help": "teacher (stage 1), student (stage 2, from --teacher_model_name_or_path or OUTPUT_DIR/teacher) or "
+                "all (both, in one launch).", "choices": list(STAGES)})
+    arch: str = field(default="resnet32_cifar", metadata={"help": "Any timm architecture (teacher and student)."})
+    global_batch_size: int | None = field(default=None, metadata={
+        "help": "Training batch over all processes and accumulation steps; sets per_device_train_batch_size = "
+                "global / (processes × gradient_accumulation_steps), so 1 or N GPUs train alike."})
+    lr_reference_batch: int | None = field(default=None, metadata={
+        "help": "Scale learning_rate linearly: lr × effective batch / this (the batch learning_rate was tuned for)."})
+    eval_every_epochs: float | None = field(default=None, metadata={
+        "help": "Evaluate every N epochs (sets eval_strategy=steps and eval_steps from the epoch length; ignored "
+                "when eval_strategy is already steps)."})
+    save_every_epochs: float | None = field(default=None, metadata={
+        "help": "Checkpoint every N epochs (sets save_strategy=steps and save_steps from the epoch length; ignored "
+                "when save_strategy is already steps)."})
+    train_augmentation: bool = field(default=True, metadata={
+        "help": "Random crop/flip on the training split (--no_train_augmentation: the eval transform)."})
+    virtual_examples: bool = field(default=True, metadata={
+        "help": "Before distilling, report the teacher's virtual examples per class at (τ, p) (one pass over the "
+                "training set on the main process)."})
+    teacher_repo_id: str | None = field(default=None, metadata={"help": "Hub repo of the teacher (--push_to_hub)."})
+    student_repo_id: str | None = field(default=None, metadata={"help": "Hub repo of the student (--push_to_hub)."})
+
+
+def _coerce(action: argparse.Action, value, source: str):
+    """A YAML value converted like the same value given on the command line (YAML reads ``1e-3`` as a string)."""
+    convert = action.type
+    if convert is None or value is None:
+        return value
+    try:
+        if isinstance(value, list):
+            return [convert(v) if isinstance(v, str) else v for v in value]
+        return convert(value) if isinstance(value, str) and convert is not str else value
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: {action.dest}={value!r} is not a valid value ({e})") from None
+
+
+class RecipeParser(HfArgumentParser):
+    """``HfArgumentParser`` over (:class:`RecipeArguments`, ``DataArguments``, :class:`DiVEConfig`) whose defaults
+    come from YAML files: the recipe's own, then ``--config FILE`` (both checked key by key), then the flags."""
+
+    def __init__(self, defaults: str | Path | dict | None = None, prog: str | None = None,
+                 description: str | None = None):
+        super().__init__((RecipeArguments, DataArguments, DiVEConfig), prog=prog, description=description,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.add_argument("--config", default=None, help="YAML file of flags (applied over the recipe's defaults, "
+                                                         "under the command line).")
+        self.recipe_defaults = defaults
+
+    def _load(self, source: str | Path | dict) -> dict:
+        actions = {a.dest: a for a in self._actions if a.dest not in ("help", "config")}
+        if isinstance(source, dict):
+            values, name = source, "defaults"
+        else:
+            name = str(source)
+            try:
+                values = yaml.safe_load(Path(source).read_text()) or {}
+            except FileNotFoundError:
+                raise FileNotFoundError(f"config file {name} does not exist") from None
+            except yaml.YAMLError as e:
+                raise ValueError(f"{name} is not valid YAML: {e}") from None
+            if not isinstance(values, dict):
+                raise ValueError(f"{name}: expected a mapping of flag names to values, got {type(values).__name__}")
+        for key in values:
+            if key not in actions:
+                close = difflib.get_close_matches(str(key), list(actions), n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ValueError(f"{name}: unknown key {key!r}{hint}; keys are the recipe's --flags")
+        return {key: _coerce(actions[key], value, name) for key, value in values.items()}
+
+    def parse(self, argv: list[str] | None = None) -> tuple[RecipeArguments, DataArguments, dict]:
+        """``(recipe, data, training)``; ``training`` holds the raw ``DiVEConfig`` keyword arguments, from which
+        :func:`run_recipe` builds each stage's configuration."""
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config", default=None)
+        known, _ = pre.parse_known_args(argv)
+        defaults = {}
+        for source in (self.recipe_defaults, known.config):
+            if source is not None:
+                defaults.update(self._load(source))
+        self.set_defaults(**defaults)
+        namespace = vars(self.parse_args(argv))
+        namespace.pop("config")
+
+        def take(cls):
+            return {f.name: namespace[f.name] for f in fields(cls) if f.init and f.name in namespace}
+
+        return RecipeArguments(**take(RecipeArguments)), DataArguments(**take(DataArguments)), take(DiVEConfig)
+
+
+# ---- batch and learning rate --------------------------------------------------------------------------------------
+def resolve_batch(recipe: RecipeArguments, training: dict, world_size: int) -> dict:
+    """Per-device batch and learning rate for ``world_size`` processes; returns a description of what was done."""
+    accumulation = training.get("gradient_accumulation_steps") or 1
+    if recipe.global_batch_size:
+        per_process = world_size * accumulation
+        if recipe.global_batch_size % per_process:
+            raise ValueError(f"global_batch_size={recipe.global_batch_size} is not divisible by {world_size} "
+                             f"processes × {accumulation} accumulation steps")
+        training["per_device_train_batch_size"] = recipe.global_batch_size // per_process
+    effective = training["per_device_train_batch_size"] * world_size * accumulation
+    base_lr = training["learning_rate"]
+    if recipe.lr_reference_batch:
+        training["learning_rate"] = base_lr * effective / recipe.lr_reference_batch
+    return {"world_size": world_size, "per_device": training["per_device_train_batch_size"],
+            "accumulation": accumulation, "effective": effective, "base_lr": base_lr,
+            "learning_rate": training["learning_rate"], "reference": recipe.lr_reference_batch}
+
+
+def describe_effective_batch(b: dict) -> str:
+    line = (f"effective batch {b['effective']} = {describe_batch(b['per_device'], b['world_size'], b['accumulation'])}"
+            f"; learning rate {b['learning_rate']:g}")
+    if b["reference"]:
+        line += f" (= {b['base_lr']:g} × {b['effective']}/{b['reference']}, linear scaling)"
+    return line
+
+
+# ---- stages -------------------------------------------------------------------------------------------------------
+def stage_config(cls, training: dict, recipe: RecipeArguments, stage: str, **extra):
+    """The ``BalancedSoftmaxConfig``/``DiVEConfig`` of one stage: shared values, ``OUTPUT_DIR/<stage>``, its repo."""
+    names = {f.name for f in fields(cls) if f.init}
+    kwargs = {k: v for k, v in training.items() if k in names}
+    repo_id = recipe.teacher_repo_id if stage == "teacher" else recipe.student_repo_id
+    kwargs.update(output_dir=str(Path(training["output_dir"]) / stage), resume_from_checkpoint=None,
+                  hub_model_id=repo_id if training.get("push_to_hub") else None, **extra)
+    return cls(**kwargs)
+
+
+def _stage_complete(folder: Path) -> bool:
+    try:
+        return json.loads((folder / RUN_LOG_NAME).read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def resume_point(resume: str | None, folder: Path, single_stage: bool) -> str | bool | None:
+    """``--resume_from_checkpoint``: a checkpoint path (one stage only), or ``true``/``last`` → the stage's last
+    checkpoint (``None`` to start afresh when it has none; ``"complete"`` when the stage already finished)."""
+    if not resume:
+        return None
+    if resume.lower() not in ("true", "last"):
+        if not single_stage:
+            raise ValueError(f"--resume_from_checkpoint {resume}: a checkpoint path needs --stage teacher or "
+                             f"--stage student; with --stage all use --resume_from_checkpoint last")
+        if not Path(resume).is_dir():
+            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
+        return resume
+    if _stage_complete(folder):
+        return "complete"
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log=print) -> dict:
+    """Train the requested stage(s), evaluate, write the stage folders, the table and ``results.json``."""
+    import timm
+    import torch
+
+    from .data.long_tail import class_counts, shot_groups
+    from .data.transforms import attach_transform, model_transform
+    from .report import format_results
+    from .trainer import BalancedSoftmaxTrainer, DiVETrainer
+    from .virtual_examples import format_virtual_examples, teacher_report, write_virtual_examples
+
+    start = time.time()
+    training = dict(training)
+    if not torch.cuda.is_available():
+        training["use_cpu"] = True  # also what makes N CPU processes train with DDP over gloo
+        training["dataloader_pin_memory"] = False
+    if training.get("push_to_hub"):  # before any work: both repo ids of the stages to run
+        for stage in ("teacher", "student"):
+            if recipe.stage in (stage, "all") and not getattr(recipe, f"{stage}_repo_id"):
+                raise ValueError(f"--push_to_hub needs --{stage}_repo_id (user_or_org/name)")
+    batch = resolve_batch(recipe, training, int(os.environ.get("WORLD_SIZE", "1")))
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    say = log if main_process else (lambda *a, **k: None)
+    say(describe_effective_batch(batch))
+
+    train_raw, eval_raw = load_splits(data)
+    if train_raw is None:
+        raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
+    label_column, image_column = data.split_label_column, data.split_image_column
+    probe = timm.create_model(recipe.arch, num_classes=train_raw.features[label_column].num_classes)
+    train = attach_transform(train_raw, model_transform(probe, train=recipe.train_augmentation), image_column,
+                             label_column)
+    test = (attach_transform(eval_raw, model_transform(probe, train=False), image_column, label_column)
+            if eval_raw is not None else None)
+    del probe
+    steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
+                                / batch["accumulation"])
+    for what, every in (("eval", recipe.eval_every_epochs), ("save", recipe.save_every_epochs)):
+        if every and str(training.get(f"{what}_strategy")) != "steps":  # explicit --{what}_steps win
+            training.update({f"{what}_strategy": "steps", f"{what}_steps": max(1, round(every * steps_per_epoch))})
+
+    output_dir = Path(training["output_dir"])
+    configs = {}
+    if recipe.stage in ("teacher", "all"):
+        configs["teacher"] = stage_config(BalancedSoftmaxConfig, training, recipe, "teacher")
+    if recipe.stage in ("student", "all"):
+        teacher_path = training.get("teacher_model_name_or_path") if recipe.stage == "student" else None
+        configs["student"] = stage_config(DiVEConfig, training, recipe, "student",
+                                          teacher_model_name_or_path=teacher_path or str(output_dir / "teacher"))
+    first = next(iter(configs.values()))
+    if first.world_size != batch["world_size"]:
+        raise RuntimeError(f"WORLD_SIZE says {batch['world_size']} processes but the run has {first.world_size}")
+    run_config = {"recipe": vars(recipe), "data": vars(data), "batch": batch}
+
+    results = {}
+    for stage, args in configs.items():
+        folder = Path(args.output_dir)
+        resume = resume_point(training.get("resume_from_checkpoint"), folder, recipe.stage != "all")
+        if resume == "complete":
+            say(f"{stage}: {folder} is complete; not training it again (--resume_from_checkpoint)")
+            report = folder / "eval_results.json"
+            results[stage] = json.loads(report.read_text())["metrics"] if report.is_file() else {}
+            continue
+        trainer_cls = BalancedSoftmaxTrainer if stage == "teacher" else DiVETrainer
+        trainer = trainer_cls(model=recipe.arch, args=args, train_dataset=train, eval_dataset=test,
+                              label_column=label_column, run_config=run_config)
+        if stage == "student" and recipe.virtual_examples and main_process:
+            results["virtual_examples"] = teacher_report(
+                trainer.teacher.model, train_raw, [args.temperature], [args.power], args.many_shot_threshold,
+                args.few_shot_threshold, device=str(args.device), label_column=label_column,
+                image_column=image_column, progress=False)
+            write_virtual_examples(results["virtual_examples"], output_dir)
+        if resume:
+            say(f"{stage}: resuming from {resume}")
+        trainer.train(resume_from_checkpoint=resume)
+        results[stage] = trainer.evaluate() if test is not None else {}
+        trainer.save_model()
+
+    args = first
+    counts = class_counts(train_raw, label_column)
+    groups = shot_groups(counts, args.many_shot_threshold, args.few_shot_threshold)
+    names = {"teacher": "teacher (BSCE)", "student": "student (DiVE)"}
+    student = configs.get("student")
+    title = (f"{recipe.arch} on {data.dataset or data.train_list or data.inat_train_json}"
+             + (f", τ={student.temperature} p={student.power} α={student.alpha}" if student else "")
+             + (f"; evaluated on {len(test):,} images" if test is not None else "; no evaluation split"))
+    results["table"] = format_results({names[s]: results[s] for s in configs}, counts, groups,
+                                      args.many_shot_threshold, args.few_shot_threshold, title)
+    if "virtual_examples" in results:
+        results["table"] += "\n\n" + format_virtual_examples(results["virtual_examples"])
+    results["wall_time_s"] = round(time.time() - start, 1)
+    results["main_process"] = main_process
+    if main_process:
+        write_json(output_dir / "results.json", {**{s: results[s] for s in configs},
+                                                 "wall_time_s": results["wall_time_s"], "batch": batch})
+    return results
+
+
+def recipe_main(parser: RecipeParser, argv: list[str] | None = None) -> int:
+    """Parse, run, print the many/medium/few table (main process only)."""
+    recipe, data, training = parser.parse(argv)
+    results = run_recipe(recipe, data, training)
+    if results["main_process"]:
+        print("\n" + results["table"])
+        folders = " and ".join(str(Path(training["output_dir"]) / s) for s in ("teacher", "student")
+                               if s in results)
+        print(f"\nwrote {folders} (Hub-ready) in {results['wall_time_s']} s")
+    return 0

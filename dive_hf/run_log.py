@@ -1,0 +1,127 @@
+"""What ran: the command line, world size, batch sizes, precision, versions and git commit of a training stage —
+kept in ``run_log.json`` next to the weights and summarised in the model card."""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+
+__all__ = ["RUN_LOG_NAME", "command_line", "describe_batch", "git_commit", "package_versions", "run_log", "training_summary"]
+
+RUN_LOG_NAME = "run_log.json"
+_SECRET_FLAGS = ("--hub_token", "--token")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that started this process, with any token value replaced by ``<redacted>``."""
+    argv = list(sys.argv if argv is None else argv)
+    for i, arg in enumerate(argv):
+        flag, eq, _ = arg.partition("=")
+        if flag in _SECRET_FLAGS and eq:
+            argv[i] = f"{flag}=<redacted>"
+        elif i > 0 and argv[i - 1] in _SECRET_FLAGS:
+            argv[i] = "<redacted>"
+    if argv and argv[0].endswith(".py"):
+        argv = ["python", os.path.relpath(argv[0]) if Path(argv[0]).is_absolute() else argv[0], *argv[1:]]
+    return shlex.join(argv)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a run's numbers."""
+    import accelerate
+    import datasets
+    import timm
+    import torch
+    import transformers
+
+    return {"dive_hf": __version__, "torch": torch.__version__, "timm": timm.__version__,
+            "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+            "datasets": datasets.__version__, "python": sys.version.split()[0]}
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The git commit of the checkout holding ``path`` (default: the dive_hf sources), with ``-dirty`` when it has
+    uncommitted changes; ``None`` outside a git checkout."""
+    path = Path(path or Path(__file__).parent)
+    try:
+        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit or None
+
+
+def precision(args) -> str:
+    """bf16 / fp16 from the flags, or from the accelerate config (``mixed_precision``); else fp32."""
+    mixed = "bf16" if args.bf16 else "fp16" if args.fp16 else getattr(args, "mixed_precision", None)
+    return mixed if mixed in ("bf16", "fp16", "fp8") else "fp32"
+
+
+def describe_batch(per_device: int, world_size: int, accumulation: int) -> str:
+    return (f"{per_device} per device × {world_size} process{'es' if world_size > 1 else ''} × {accumulation} "
+            f"accumulation step{'s' if accumulation > 1 else ''}")
+
+
+def training_summary(trainer) -> dict:
+    """The training settings a card reports, from the trainer's arguments and environment (stored in the ``dive``
+    block of ``config.json`` as ``training`` so that the card can be rendered again from the folder alone)."""
+    args = trainer.args
+    world = args.world_size
+    versions = package_versions()
+    schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    if schedule == "multistep":
+        schedule += f" (×{args.lr_decay_factor} at epochs {', '.join(f'{e:g}' for e in args.lr_decay_epochs)})"
+    warmup = (f"{args.warmup_epochs:g} epochs" if args.warmup_epochs else f"{args.warmup_steps:.0%} of the steps"
+              if 0 < args.warmup_steps < 1 else f"{args.warmup_steps:g} steps")
+    summary = {
+        "stage": trainer._stage,
+        "command": f"`{command_line()}`",
+        "epochs": args.num_train_epochs if args.max_steps <= 0 else f"{args.max_steps} steps",
+        "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
+        "learning rate": args.learning_rate,
+        "lr schedule": f"{schedule}, warm-up {warmup}",
+        "weight decay": args.weight_decay,
+        "batch": describe_batch(args.per_device_train_batch_size, world, args.gradient_accumulation_steps),
+        "effective batch": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
+        "processes": world,
+        "precision": precision(args) + (", channels_last" if args.channels_last else "")
+                     + (", torch.compile" if args.torch_compile else ""),
+        "seed": args.seed,
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python"),
+        "git commit": git_commit() or "not a git checkout",
+    }
+    if trainer._stage == "student":
+        summary = {**summary, "τ (temperature)": args.temperature, "p (power)": args.power, "α (alpha)": args.alpha}
+    return summary
+
+
+def run_log(trainer, extra: dict | None = None, status: str = "running") -> dict:
+    """The full record of ``run_log.json``: the summary, versions, the resolved configuration (tokens redacted by
+    ``TrainingArguments.to_dict``) and any ``extra`` settings (e.g. a recipe's data arguments). ``status`` is
+    ``running`` while training and in checkpoints, ``complete`` once the final folder is saved."""
+    args = trainer.args
+    return {
+        "stage": trainer._stage,
+        "status": status,
+        "command": command_line(),
+        "seed": args.seed,
+        "world_size": args.world_size,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "effective_train_batch_size": args.per_device_train_batch_size * args.world_size
+                                      * args.gradient_accumulation_steps,
+        "precision": precision(args),
+        "channels_last": args.channels_last,
+        "torch_compile": args.torch_compile,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "global_step": trainer.state.global_step,
+        "config": args.to_dict(),
+        **(extra or {}),
+    }

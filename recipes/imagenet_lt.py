@@ -1,0 +1,31 @@
+"""ImageNet-LT: ResNeXt-50 (or any timm architecture) teacher and DiVE student, 90 + 90 epochs, cosine lr.
+
+    accelerate launch recipes/imagenet_lt.py --image_root /data/imagenet \\
+        --train_list /data/ImageNet_LT/ImageNet_LT_train.txt --eval_list /data/ImageNet_LT/ImageNet_LT_test.txt --bf16
+    accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/imagenet_lt.py ...   # 8 GPUs
+    accelerate launch --config_file recipes/accelerate/deepspeed_zero2.yaml recipes/imagenet_lt.py ...
+    python recipes/imagenet_lt.py --arch resnet50 ...                 # ResNet-50 instead of ResNeXt-50
+    python recipes/imagenet_lt.py --stage student --teacher_model_name_or_path me/dive-resnext50-teacher ...
+    ... --push_to_hub --teacher_repo_id me/dive-resnext50-teacher --student_repo_id me/dive-resnext50
+
+The global batch is 256 on any number of GPUs (per-device batch = 256 / processes); a different --global_batch_size
+scales the lr linearly. Defaults: recipes/configs/imagenet_lt.yaml (every key is a flag). `--help` lists all flags.
+"""
+import sys
+from pathlib import Path
+
+from dive_hf.recipe import RecipeParser, recipe_main
+
+CONFIG = Path(__file__).parent / "configs" / "imagenet_lt.yaml"
+
+
+def make_parser() -> RecipeParser:
+    return RecipeParser(CONFIG, prog="recipes/imagenet_lt.py", description=__doc__)
+
+
+def main(argv=None) -> int:
+    return recipe_main(make_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
