@@ -254,10 +254,11 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
         trainer = trainer_cls(model=recipe.arch, args=args, train_dataset=train, eval_dataset=test,
                               label_column=label_column, run_config=run_config)
         if stage == "student" and recipe.virtual_examples and main_process:
-            results["virtual_examples"] = teacher_report(
-                trainer.teacher.model, train_raw, [args.temperature], [args.power], args.many_shot_threshold,
-                args.few_shot_threshold, device=str(args.device), label_column=label_column,
-                image_column=image_column, progress=False)
+            with torch.random.fork_rng(devices=[]):  # the report must not shift the student's random augmentation
+                results["virtual_examples"] = teacher_report(
+                    trainer.teacher.model, train_raw, [args.temperature], [args.power], args.many_shot_threshold,
+                    args.few_shot_threshold, device=str(args.device), label_column=label_column,
+                    image_column=image_column, progress=False)
             write_virtual_examples(results["virtual_examples"], output_dir)
         if resume:
             say(f"{stage}: resuming from {resume}")

@@ -341,6 +341,10 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             self.accelerator.device)
         if args.channels_last:
             self.teacher = self.teacher.to(memory_format=torch.channels_last)
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        dtype = deepspeed_teacher_dtype(plugin.deepspeed_config) if plugin is not None else None
+        if dtype is not None:  # DeepSpeed casts the student's weights and runs without autocast: match it
+            self.teacher = self.teacher.to(dtype)
         self._teacher_forward = self.teacher
         if args.torch_compile:  # compiled like the student (the Trainer compiles that one through Accelerate)
             self._teacher_forward = torch.compile(self.teacher, backend=args.torch_compile_backend,
@@ -400,6 +404,14 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             },
         })
         return meta
+
+
+def deepspeed_teacher_dtype(ds_config: dict) -> torch.dtype | None:
+    """The dtype DeepSpeed trains the student in (``bf16``/``fp16`` enabled in its config), for the teacher."""
+    for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if (ds_config.get(key) or {}).get("enabled") is True:
+            return dtype
+    return None
 
 
 def _dataset_info(train_dataset, eval_dataset) -> dict:

@@ -269,3 +269,55 @@ def test_student_refuses_to_resume_with_another_teacher(two_stage_run, tiny_spli
     trainer = DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train)
     with pytest.raises(ValueError, match="trained with a different teacher"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "s" / "checkpoint-2"))
+
+
+# ---- precision, memory format, DeepSpeed ------------------------------------------------------------------------
+def test_channels_last_trains_the_same_model(two_stage_run, tiny_splits, tmp_path):
+    """Same losses in both memory formats: equal to float precision at step 1 (same weights, same batch), within
+    1e-3 after that (convolutions sum in another order, and training amplifies the differences)."""
+    from dive_hf import DiVEConfig, DiVETrainer
+
+    _, train, _ = tiny_splits
+    losses = {}
+    for channels_last in (False, True):
+        args = DiVEConfig(**stage_kwargs(tmp_path / str(channels_last), max_steps=3, channels_last=channels_last,
+                                         logging_steps=1,
+                                         teacher_model_name_or_path=str(two_stage_run["root"] / "teacher")))
+        trainer = DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train)
+        conv = next(m for m in trainer.teacher.model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        trainer.train()
+        losses[channels_last] = [(e["loss"], e["loss_hard"], e["loss_distill"])
+                                 for e in trainer.state.log_history if "loss" in e]
+    assert len(losses[True]) == 3
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=1e-5)
+    assert losses[True] == [pytest.approx(step, rel=1e-3) for step in losses[False]]
+
+
+@pytest.mark.parametrize("config, dtype", [
+    ({"bf16": {"enabled": True}}, torch.bfloat16),
+    ({"fp16": {"enabled": True}, "bf16": {"enabled": False}}, torch.float16),
+    ({"bf16": {"enabled": "auto"}}, None),  # unresolved: the teacher keeps float32
+    ({"zero_optimization": {"stage": 2}}, None),
+])
+def test_teacher_follows_deepspeed_precision(config, dtype):
+    from dive_hf.trainer import deepspeed_teacher_dtype
+
+    assert deepspeed_teacher_dtype(config) == dtype
+
+
+def test_torch_compile_compiles_student_and_teacher_without_changing_the_loss(two_stage_run, tiny_splits, tmp_path):
+    """The compile wiring (the 'eager' backend: graph capture without code generation, to keep the test short)."""
+    from dive_hf import DiVEConfig, DiVETrainer
+
+    _, train, _ = tiny_splits
+    losses = {}
+    for compiled in (False, True):
+        extra = dict(torch_compile=True, torch_compile_backend="eager") if compiled else {}
+        args = DiVEConfig(**stage_kwargs(tmp_path / str(compiled), max_steps=2, logging_steps=1, **extra,
+                                         teacher_model_name_or_path=str(two_stage_run["root"] / "teacher")))
+        trainer = DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train)
+        assert isinstance(trainer._teacher_forward, torch._dynamo.eval_frame.OptimizedModule) == compiled
+        trainer.train()
+        losses[compiled] = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-5)
