@@ -5,8 +5,10 @@ A reader (or a crash) sees either the old complete file or the new complete one,
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -28,7 +30,15 @@ def atomic_path(path: str | os.PathLike):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except Exception as e:  # noqa: BLE001 — writers report a full disk in many ways (OSError, SafetensorError)
+            os_error = re.search(r"os error (\d+)", str(e))  # Rust writers (safetensors): "... (os error 28)"
+            if isinstance(e, OSError) or os_error:
+                code = getattr(e, "errno", None) or (int(os_error.group(1)) if os_error else errno.EIO)
+                raise OSError(code, f"could not write {path}: {os.strerror(code)} (disk full?); the previous "
+                                    f"{path.name} is untouched") from e
+            raise
         # mkstemp (and some writers) make 0600 files; published artifacts get the usual umask-based mode.
         os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb") as f:

@@ -40,6 +40,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
             Factor of each `"multistep"` decay.
         channels_last (`bool`, defaults to `False`):
             Train (and run the teacher) in the channels-last memory format — faster convolutions under bf16/fp16.
+        seeded_augmentation (`bool`, defaults to `True`):
+            Draw each training image's random augmentation from RNGs seeded by (seed, epoch, image index), so that
+            a run gives the same batches on 1 or N processes, with any number of workers, and after resuming.
     """
 
     many_shot_threshold: int = field(
@@ -61,6 +64,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
     lr_decay_factor: float = field(default=0.1, metadata={"help": "Factor of each 'multistep' decay."})
     channels_last: bool = field(default=False, metadata={
         "help": "Channels-last memory format for the model, the teacher and the batches."})
+    seeded_augmentation: bool = field(default=True, metadata={
+        "help": "Random augmentation seeded per (seed, epoch, image): identical on any number of processes and "
+                "workers, and after resuming."})
 
     def __post_init__(self):
         value = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)

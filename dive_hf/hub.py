@@ -173,7 +173,6 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
     ``token`` or the usual ``huggingface_hub`` sources and is never written to any file.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     from .card import write_folder_card
 
@@ -198,7 +197,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         return api.create_commit(repo_id, operations, revision=revision,
                                  commit_message=commit_message or f"Upload {folder.name} (dive_hf)")
-    except HfHubHTTPError as e:
+    except Exception as e:  # noqa: BLE001 — HTTP errors, connection resets and timeouts come in many types
         # A commit is all-or-nothing on the Hub: nothing was published; the local folder keeps its files.
         raise RuntimeError(f"push of {folder} to {repo_id} failed, nothing was published and the local folder is "
-                           f"intact; run the same push again to retry ({e})") from e
+                           f"intact; run the same push again to retry ({type(e).__name__}: {e})") from e

@@ -22,7 +22,8 @@ from transformers import HfArgumentParser
 from .atomic import write_json
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.sources import DataArguments, load_splits
-from .run_log import RUN_LOG_NAME, describe_batch
+from .resume import resume_point
+from .run_log import describe_batch
 
 __all__ = ["RecipeArguments", "RecipeParser", "run_recipe", "recipe_main"]
 
@@ -161,39 +162,13 @@ def stage_config(cls, training: dict, recipe: RecipeArguments, stage: str, **ext
     return cls(**kwargs)
 
 
-def _stage_complete(folder: Path) -> bool:
-    try:
-        return json.loads((folder / RUN_LOG_NAME).read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
-
-
-def resume_point(resume: str | None, folder: Path, single_stage: bool) -> str | bool | None:
-    """``--resume_from_checkpoint``: a checkpoint path (one stage only), or ``true``/``last`` → the stage's last
-    checkpoint (``None`` to start afresh when it has none; ``"complete"`` when the stage already finished)."""
-    if not resume:
-        return None
-    if resume.lower() not in ("true", "last"):
-        if not single_stage:
-            raise ValueError(f"--resume_from_checkpoint {resume}: a checkpoint path needs --stage teacher or "
-                             f"--stage student; with --stage all use --resume_from_checkpoint last")
-        if not Path(resume).is_dir():
-            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
-        return resume
-    if _stage_complete(folder):
-        return "complete"
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
 def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log=print) -> dict:
     """Train the requested stage(s), evaluate, write the stage folders, the table and ``results.json``."""
-    import timm
     import torch
 
     from .data.long_tail import class_counts, shot_groups
     from .data.transforms import attach_transform, model_transform
+    from .models import create_timm_model
     from .report import format_results
     from .trainer import BalancedSoftmaxTrainer, DiVETrainer
     from .virtual_examples import format_virtual_examples, teacher_report, write_virtual_examples
@@ -216,7 +191,7 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
     if train_raw is None:
         raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
     label_column, image_column = data.split_label_column, data.split_image_column
-    probe = timm.create_model(recipe.arch, num_classes=train_raw.features[label_column].num_classes)
+    probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes)
     train = attach_transform(train_raw, model_transform(probe, train=recipe.train_augmentation), image_column,
                              label_column)
     test = (attach_transform(eval_raw, model_transform(probe, train=False), image_column, label_column)

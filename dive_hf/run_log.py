@@ -17,14 +17,14 @@ _SECRET_FLAGS = ("--hub_token", "--token")
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command that started this process, with any token value replaced by ``<redacted>``."""
+    """The command that started this process, with any token value replaced by ``REDACTED``."""
     argv = list(sys.argv if argv is None else argv)
     for i, arg in enumerate(argv):
         flag, eq, _ = arg.partition("=")
         if flag in _SECRET_FLAGS and eq:
-            argv[i] = f"{flag}=<redacted>"
+            argv[i] = f"{flag}=REDACTED"
         elif i > 0 and argv[i - 1] in _SECRET_FLAGS:
-            argv[i] = "<redacted>"
+            argv[i] = "REDACTED"
     if argv and argv[0].endswith(".py"):
         argv = ["python", os.path.relpath(argv[0]) if Path(argv[0]).is_absolute() else argv[0], *argv[1:]]
     return shlex.join(argv)
@@ -101,14 +101,16 @@ def training_summary(trainer) -> dict:
     return summary
 
 
-def run_log(trainer, extra: dict | None = None, status: str = "running") -> dict:
+def run_log(trainer, extra: dict | None = None, status: str = "running", error: str | None = None) -> dict:
     """The full record of ``run_log.json``: the summary, versions, the resolved configuration (tokens redacted by
     ``TrainingArguments.to_dict``) and any ``extra`` settings (e.g. a recipe's data arguments). ``status`` is
-    ``running`` while training and in checkpoints, ``complete`` once the final folder is saved."""
+    ``running`` while training and in checkpoints, ``complete`` once the final folder is saved, ``failed`` (with the
+    ``error``) when training raised."""
     args = trainer.args
     return {
         "stage": trainer._stage,
         "status": status,
+        **({"error": error} if error else {}),
         "command": command_line(),
         "seed": args.seed,
         "world_size": args.world_size,

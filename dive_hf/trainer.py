@@ -7,12 +7,14 @@ the many/medium/few metrics and the Hub-ready output folder.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
-import timm
+import datasets
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel, Trainer, set_seed
+from torch.utils.data import IterableDataset
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 
 from . import __version__
 from .atomic import write_json
@@ -21,11 +23,14 @@ from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.long_tail import class_counts as dataset_class_counts
 from .data.long_tail import label_names as dataset_label_names
 from .data.long_tail import shot_groups
+from .data.seeded import SeededAugmentation
 from .evaluation import PER_CLASS_PLOT_NAME, write_eval_report
 from .hub import EVAL_RESULTS_NAME, save_checkpoint
 from .losses import balanced_softmax_cross_entropy_from_prior, dive_loss_terms_from_prior, log_prior
 from .metrics import LongTailMetrics
+from .models import create_timm_model
 from .nonfinite import NonFiniteWatch
+from .resume import last_complete_checkpoint
 from .run_log import RUN_LOG_NAME, run_log, training_summary
 from .schedules import epochs_to_steps, get_multistep_schedule_with_warmup
 from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
@@ -73,6 +78,8 @@ class BalancedSoftmaxTrainer(Trainer):
             raise ValueError(f"{type(self).__name__} needs a train_dataset: the class counts come from it")
         if args.should_save:
             _check_writable(args.output_dir)
+        if hasattr(train_dataset, "__len__") and len(train_dataset) == 0:
+            raise ValueError(f"{type(self).__name__}: the training set is empty (0 images)")
         if class_counts is None:
             class_counts = dataset_class_counts(train_dataset, label_column, require_all=True)
         self.class_counts = [int(c) for c in class_counts]
@@ -86,7 +93,7 @@ class BalancedSoftmaxTrainer(Trainer):
                             f"TimmWrapper: model.timm_model) or a timm architecture name")
         if isinstance(model, str):
             set_seed(args.seed)  # Trainer seeds only after __init__; the initial weights must be reproducible too
-            model = timm.create_model(model, num_classes=len(self.class_counts))
+            model = create_timm_model(model, len(self.class_counts))
         if getattr(model, "num_classes", len(self.class_counts)) != len(self.class_counts):
             raise ValueError(f"model has {model.num_classes} outputs but the training set has "
                              f"{len(self.class_counts)} classes")
@@ -101,11 +108,24 @@ class BalancedSoftmaxTrainer(Trainer):
         self.long_tail_metrics = kwargs["compute_metrics"] if isinstance(kwargs["compute_metrics"],
                                                                           LongTailMetrics) else None
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
+        self._seeded_train = None
+        if args.seeded_augmentation and not isinstance(train_dataset, (IterableDataset, datasets.IterableDataset)):
+            self._seeded_train = SeededAugmentation(train_dataset, args.seed)
+            self.add_callback(_EpochToAugmentation(self._seeded_train))
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
         self._checkpoint_eval: tuple[dict, list | None] | None = None
         self._nonfinite = NonFiniteWatch()
         # Running sums of the logged loss parts since the last log (device tensors: no host sync per step).
         self._loss_parts: dict[str, tuple] = {}
+
+    def get_train_dataloader(self):
+        if self._seeded_train is None or self._seeded_train.dataset is not self.train_dataset:
+            return super().get_train_dataloader()
+        original, self.train_dataset = self.train_dataset, self._seeded_train
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.train_dataset = original
 
     # ---- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -159,11 +179,28 @@ class BalancedSoftmaxTrainer(Trainer):
             f"with resume_from_checkpoint)")
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """``Trainer.train``; ``resume_from_checkpoint=True`` picks the last *complete* checkpoint (one whose save
+        was interrupted is skipped)."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"resume_from_checkpoint=True but {self.args.output_dir} has no complete checkpoint")
+        if resume_from_checkpoint:
+            self.check_resume(resume_from_checkpoint)
         if self.args.should_save:  # what is running, readable while it runs (rewritten at every save)
             write_json(Path(self.args.output_dir) / RUN_LOG_NAME, run_log(self, self.run_config))
-        result = super().train(resume_from_checkpoint, *args, **kwargs)
-        self.raise_if_nonfinite()  # steps after the last log
+        try:
+            result = super().train(resume_from_checkpoint, *args, **kwargs)
+            self.raise_if_nonfinite()  # steps after the last log
+        except BaseException as e:
+            if self.args.should_save:  # the folder says the run failed, and why
+                write_json(Path(self.args.output_dir) / RUN_LOG_NAME,
+                           run_log(self, self.run_config, status="failed", error=f"{type(e).__name__}: {e}"))
+            raise
         return result
+
+    def check_resume(self, checkpoint: str | Path) -> None:
+        """Refuse a checkpoint this run cannot continue (the DiVE stage: one trained with another teacher)."""
 
     # ---- learning-rate schedule -------------------------------------------------------------------------------
     def set_initial_training_values(self, args, dataloader):
@@ -350,18 +387,7 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             self._teacher_forward = torch.compile(self.teacher, backend=args.torch_compile_backend,
                                                   mode=args.torch_compile_mode)
 
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        if isinstance(resume_from_checkpoint, (str, Path)):
-            self.check_checkpoint_teacher(resume_from_checkpoint)
-        elif resume_from_checkpoint:  # True: the last checkpoint in output_dir
-            from transformers.trainer_utils import get_last_checkpoint
-
-            last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
-            if last:
-                self.check_checkpoint_teacher(last)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
-
-    def check_checkpoint_teacher(self, checkpoint: str | Path) -> None:
+    def check_resume(self, checkpoint: str | Path) -> None:
         """A DiVE stage resumes only with the teacher it started with (sha256 of the weights, in the checkpoint)."""
         import json
 
@@ -406,6 +432,16 @@ class DiVETrainer(BalancedSoftmaxTrainer):
         return meta
 
 
+class _EpochToAugmentation(TrainerCallback):
+    """Tells the seeded augmentation which epoch starts (before the epoch's data loader iterator exists)."""
+
+    def __init__(self, dataset: SeededAugmentation):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch + 1e-9) if state.epoch else 0)
+
+
 def deepspeed_teacher_dtype(ds_config: dict) -> torch.dtype | None:
     """The dtype DeepSpeed trains the student in (``bf16``/``fp16`` enabled in its config), for the teacher."""
     for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
@@ -429,12 +465,17 @@ def _dataset_info(train_dataset, eval_dataset) -> dict:
 
 
 def _check_writable(output_dir: str) -> None:
-    """Fail before training, not after hours of it, when the output folder cannot be written."""
+    """Fail before training, not after hours of it, when the output folder cannot be written. Probes with a
+    temporary file in the folder, or in its nearest existing parent (so nothing is created on failure)."""
     import tempfile
 
+    probe_dir = Path(output_dir).absolute()
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
     try:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+        if not probe_dir.is_dir():
+            raise NotADirectoryError(20, f"{probe_dir} is a file")
+        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".write-test-"):
             pass
     except OSError as e:
         raise OSError(f"output_dir {output_dir!r} is not writable ({e.strerror or e}); choose another --output_dir "

@@ -39,6 +39,15 @@ def tiny_splits(tiny_data):
     return train_raw, train, test
 
 
+@pytest.fixture
+def hub():
+    """The local Hub test double (tests/hub_server.py) on a free port of 127.0.0.1."""
+    from hub_server import LocalHub
+
+    with LocalHub() as server:
+        yield server
+
+
 def write_image(path, seed, size: int = 12):
     import numpy as np
     from PIL import Image

@@ -7,13 +7,17 @@ download them again — ``/api/repos/create``, ``/api/whoami-v2``, ``/api/valida
 ``/api/models/{id}[/revision/{rev}]``, ``/api/models/{id}/tree/{rev}`` and ``/{id}/resolve/{rev}/{path}``. Every
 file is stored as a regular git blob (no LFS or Xet). It rejects what the Hub rejects where it matters here: unknown
 repo, revision or file → 404 with the Hub's ``X-Error-Code``, a duplicate create → 409, a write without a token →
-401. ``fail_commits`` makes the next commits answer 500, to test interrupted pushes. It runs on 127.0.0.1 only.
+401. ``fail_commits`` makes the next commits answer 500, and ``reset_requests[action]`` makes the next requests of
+an action (``preupload``, ``commit``) end in a TCP reset without an answer, to test interrupted pushes. It runs on
+127.0.0.1 only.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +48,7 @@ class HubState:
     def __init__(self):
         self.repos: dict[str, Repo] = {}
         self.fail_commits = 0  # answer 500 to this many commit requests
+        self.reset_requests: dict[str, int] = {}  # action → reset the connection of this many requests
         self.commit_count = 0
         self.tokens_seen: set[str] = set()
         self.lock = threading.Lock()
@@ -70,6 +75,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _reset(self):
+        """Drop the connection with a TCP RST and no answer (a connection reset by the peer)."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
 
     def _json(self, status: int, obj, headers: dict | None = None):
         self._send(status, json.dumps(obj).encode(), headers)
@@ -164,6 +175,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"errors": [], "warnings": []})
         if parts[:2] == ["api", "models"] and len(parts) >= 6:
             repo_id, action, revision = "/".join(parts[2:4]), parts[4], "/".join(parts[5:])
+            with self.state.lock:
+                reset = self.state.reset_requests.get(action, 0) > 0
+                if reset:
+                    self.state.reset_requests[action] -= 1
+            if reset:
+                return self._reset()
             repo = self._repo(repo_id)
             if repo is None:
                 return None

@@ -213,11 +213,11 @@ def _losses(folder: Path) -> list[float]:
 
 
 def test_one_process_batch_2b_equals_two_processes_batch_b(imagenet_lt_copy, tmp_path):
-    """Same seed, same data order, global batch 8: 1 × 8 and 2 × 4 give the same losses and weights (float
-    tolerance: the gradient all-reduce sums in another order). LayerNorm model and no random augmentation, so that
-    nothing depends on the per-process batch except the arithmetic."""
+    """Same seed, global batch 8: 1 × 8 and 2 × 4 give the same losses and weights (float tolerance: the gradient
+    all-reduce sums in another order), random crops and flips included — each image's augmentation is seeded by
+    (seed, epoch, index). A LayerNorm model, so that the per-process batch does not change the normalisation."""
     flags = ("--stage", "all", "--max_steps", "4", "--logging_steps", "1", "--save_strategy", "steps",
-             "--save_steps", "4", "--no_train_augmentation", "--no_virtual_examples")
+             "--save_steps", "4", "--no_virtual_examples")
     one, two = tmp_path / "one", tmp_path / "two"
     _run(PYTHON, _recipe_cmd(imagenet_lt_copy, one, *flags))
     _run(TORCHRUN_2, _recipe_cmd(imagenet_lt_copy, two, *flags))
@@ -233,10 +233,9 @@ def test_one_process_batch_2b_equals_two_processes_batch_b(imagenet_lt_copy, tmp
 
 def test_resume_continues_both_stages_exactly(imagenet_lt_copy, tmp_path):
     """An uninterrupted run vs. one stopped after the student's step 2 (teacher complete, one student checkpoint)
-    and resumed with --resume_from_checkpoint last: identical student weights. Bit-exact on the CPU without random
-    augmentation (with it, Accelerate's loader draws the next batch's crops before the checkpoint saves the RNG)."""
+    and resumed with --resume_from_checkpoint last: bit-identical student weights, random augmentation included."""
     flags = ("--stage", "all", "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2",
-             "--no_train_augmentation", "--no_virtual_examples")
+             "--no_virtual_examples")
     full, cut = tmp_path / "full", tmp_path / "cut"
     _run(PYTHON, _recipe_cmd(imagenet_lt_copy, full, *flags))
     shutil.copytree(full / "teacher", cut / "teacher")
