@@ -49,6 +49,9 @@ class RecipeArguments:
     save_every_epochs: float | None = field(default=None, metadata={
         "help": "Checkpoint every N epochs (sets save_strategy=steps and save_steps from the epoch length; ignored "
                 "when save_strategy is already steps)."})
+    device_data: bool = field(default=False, metadata={
+        "help": "Small-image fast path (inputs ≤ 64 px, e.g. CIFAR): keep the training split on the GPU as uint8 and "
+                "pad-crop-flip-normalise it there (same augmentation as the CPU path)."})
     train_augmentation: bool = field(default=True, metadata={
         "help": "Random crop/flip on the training split (--no_train_augmentation: the eval transform)."})
     virtual_examples: bool = field(default=True, metadata={
@@ -162,6 +165,22 @@ def stage_config(cls, training: dict, recipe: RecipeArguments, stage: str, **ext
     return cls(**kwargs)
 
 
+def device_split(train_raw, model, augment: bool, image_column: str, label_column: str, seed: int):
+    """The training split as :class:`~dive_hf.data.DeviceImages` for ``model`` (its input size, mean and std)."""
+    from timm.data import resolve_data_config
+
+    from .data.device_images import DeviceImages
+    from .data.transforms import SMALL_IMAGE_MAX
+
+    config = resolve_data_config({}, model=model)
+    size = config["input_size"][-1]
+    if size > SMALL_IMAGE_MAX:
+        raise ValueError(f"--device_data is the small-image fast path (inputs ≤ {SMALL_IMAGE_MAX} px); "
+                         f"{model.default_cfg.get('architecture', type(model).__name__)} takes {size} px")
+    return DeviceImages(train_raw, config["mean"], config["std"], train=augment, padding=size // 8,
+                        image_column=image_column, label_column=label_column, seed=seed)
+
+
 def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log=print) -> dict:
     """Train the requested stage(s), evaluate, write the stage folders, the table and ``results.json``."""
     import torch
@@ -192,8 +211,12 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
         raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
     label_column, image_column = data.split_label_column, data.split_image_column
     probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes)
-    train = attach_transform(train_raw, model_transform(probe, train=recipe.train_augmentation), image_column,
-                             label_column)
+    if recipe.device_data:
+        train = device_split(train_raw, probe, recipe.train_augmentation, image_column, label_column,
+                             training.get("seed", 42))
+    else:
+        train = attach_transform(train_raw, model_transform(probe, train=recipe.train_augmentation), image_column,
+                                 label_column)
     test = (attach_transform(eval_raw, model_transform(probe, train=False), image_column, label_column)
             if eval_raw is not None else None)
     del probe

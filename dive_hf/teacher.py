@@ -42,13 +42,16 @@ class FrozenTeacher(nn.Module):
     def train(self, mode: bool = True) -> "FrozenTeacher":
         return super().train(False)  # frozen for good: callers cannot switch it to train mode
 
-    @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        # Inputs may arrive in the student's dtype (DeepSpeed casts batches to bf16/fp16); the teacher keeps its own.
-        pixel_values = pixel_values.to(next(self.model.parameters()).dtype)
-        if self.renormalise:
-            pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
-        return self.model(pixel_values)
+        # inference_mode: no autograd bookkeeping at all (cheaper than no_grad); the logits are cloned out of it so
+        # that the loss may use them next to the student's (inference tensors cannot be saved for backward).
+        with torch.inference_mode():
+            # Inputs may arrive in the student's dtype (DeepSpeed casts batches to bf16/fp16); the teacher keeps its own.
+            pixel_values = pixel_values.to(next(self.model.parameters()).dtype)
+            if self.renormalise:
+                pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
+            logits = self.model(pixel_values)
+        return logits.clone()
 
 
 def load_teacher(name_or_path: str, revision: str | None = None) -> tuple[nn.Module, dict, str]:

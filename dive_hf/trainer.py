@@ -23,6 +23,7 @@ from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.long_tail import class_counts as dataset_class_counts
 from .data.long_tail import label_names as dataset_label_names
 from .data.long_tail import shot_groups
+from .data.device_images import DeviceImages
 from .data.seeded import SeededAugmentation
 from .evaluation import PER_CLASS_PLOT_NAME, write_eval_report
 from .hub import EVAL_RESULTS_NAME, save_checkpoint
@@ -80,12 +81,13 @@ class BalancedSoftmaxTrainer(Trainer):
             _check_writable(args.output_dir)
         if hasattr(train_dataset, "__len__") and len(train_dataset) == 0:
             raise ValueError(f"{type(self).__name__}: the training set is empty (0 images)")
+        source = getattr(train_dataset, "source", train_dataset)  # DeviceImages wraps a datasets split
         if class_counts is None:
-            class_counts = dataset_class_counts(train_dataset, label_column, require_all=True)
+            class_counts = dataset_class_counts(source, label_column, require_all=True)
         self.class_counts = [int(c) for c in class_counts]
         log_prior(self.class_counts)  # validates: ValueError naming the first empty class
         try:
-            self.class_names = dataset_label_names(train_dataset, label_column)
+            self.class_names = dataset_label_names(source, label_column)
         except (AttributeError, ValueError):
             self.class_names = None
         if isinstance(model, PreTrainedModel):
@@ -100,7 +102,7 @@ class BalancedSoftmaxTrainer(Trainer):
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.run_config = run_config
-        self.dataset_info = _dataset_info(train_dataset, kwargs.get("eval_dataset"))
+        self.dataset_info = _dataset_info(source, kwargs.get("eval_dataset"))
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = LongTailMetrics(self.class_counts, args.many_shot_threshold,
                                                         args.few_shot_threshold)
@@ -109,7 +111,10 @@ class BalancedSoftmaxTrainer(Trainer):
                                                                           LongTailMetrics) else None
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self._seeded_train = None
-        if args.seeded_augmentation and not isinstance(train_dataset, (IterableDataset, datasets.IterableDataset)):
+        if isinstance(train_dataset, DeviceImages):  # the small-image fast path: batches built on the device
+            train_dataset.to(self.args.device)
+            self.add_callback(_EpochToAugmentation(train_dataset))
+        elif args.seeded_augmentation and not isinstance(train_dataset, (IterableDataset, datasets.IterableDataset)):
             self._seeded_train = SeededAugmentation(train_dataset, args.seed)
             self.add_callback(_EpochToAugmentation(self._seeded_train))
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
@@ -119,6 +124,13 @@ class BalancedSoftmaxTrainer(Trainer):
         self._loss_parts: dict[str, tuple] = {}
 
     def get_train_dataloader(self):
+        if isinstance(self.train_dataset, DeviceImages):
+            from torch.utils.data import DataLoader
+
+            data = self.train_dataset
+            return self.accelerator.prepare(DataLoader(
+                data, batch_size=self._train_batch_size, sampler=self._get_train_sampler(data), collate_fn=data.collate,
+                drop_last=self.args.dataloader_drop_last, num_workers=0, pin_memory=False))
         if self._seeded_train is None or self._seeded_train.dataset is not self.train_dataset:
             return super().get_train_dataloader()
         original, self.train_dataset = self.train_dataset, self._seeded_train
@@ -435,7 +447,7 @@ class DiVETrainer(BalancedSoftmaxTrainer):
 class _EpochToAugmentation(TrainerCallback):
     """Tells the seeded augmentation which epoch starts (before the epoch's data loader iterator exists)."""
 
-    def __init__(self, dataset: SeededAugmentation):
+    def __init__(self, dataset: SeededAugmentation | DeviceImages):
         self.dataset = dataset
 
     def on_epoch_begin(self, args, state, control, **kwargs):

@@ -1,0 +1,142 @@
+"""P1 / P4: the DiVE training step against the plain (Balanced-Softmax) step of the same student.
+
+Both steps run the project's own pieces on random data: student forward + backward + SGD step with the BSCE loss
+(plain), plus the frozen teacher's forward (``FrozenTeacher``: inference mode) and the DiVE loss (DiVE). Timing: a
+warm-up, then the median of ``--steps`` steps (CUDA events on a GPU, ``perf_counter`` after a sync on the CPU).
+Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on the CPU each mode runs in a fresh process and reports
+the growth of its peak resident set size over the process after imports. The last line is the DiVE/plain throughput ratio.
+
+    python benchmarks/throughput.py                                         # CPU: resnet18 at 64 px, batch 32
+    python benchmarks/throughput.py --student resnext50_32x4d --image_size 224 --batch_size 256 --precision bf16 \\
+        --channels_last --compile                                           # the P1 setting on a GPU
+    python benchmarks/throughput.py --smoke                                 # seconds, for the tests
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import dive_hf  # noqa: F401  (registers the CIFAR ResNets)
+from dive_hf.losses import balanced_softmax_cross_entropy_from_prior, dive_loss_terms_from_prior, log_prior
+from dive_hf.models import create_timm_model
+from dive_hf.teacher import FrozenTeacher
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--student", default="resnet18")
+    p.add_argument("--teacher", default=None, help="default: the student's architecture")
+    p.add_argument("--image_size", type=int, default=64)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--num_classes", type=int, default=100)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--channels_last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile student and teacher")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps")
+    p.add_argument("--only", choices=["plain", "dive"], help=argparse.SUPPRESS)  # one mode, JSON out (CPU memory)
+    return p
+
+
+def _rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_mode(args, mode: str) -> dict:
+    device = torch.device(args.device)
+    baseline = _rss() if device.type == "cpu" else 0
+    torch.manual_seed(0)
+    counts = [max(1, int(500 * 100 ** (-i / (args.num_classes - 1)))) for i in range(args.num_classes)]
+    prior = log_prior(counts, device=device)
+    student = create_timm_model(args.student, args.num_classes).to(device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    student = student.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9,
+                                **({"fused": True} if device.type == "cuda" else {}))
+    teacher = None
+    if mode == "dive":
+        teacher = FrozenTeacher(create_timm_model(args.teacher or args.student, args.num_classes)).to(device)
+        teacher = teacher.to(memory_format=memory_format)
+    forward_student, forward_teacher = student, teacher
+    if args.compile:
+        forward_student = torch.compile(student)
+        forward_teacher = torch.compile(teacher) if teacher is not None else None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    x = x.contiguous(memory_format=memory_format)
+    y = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = forward_student(x)
+            if teacher is None:
+                loss = balanced_softmax_cross_entropy_from_prior(logits, y, prior)
+            else:
+                loss = dive_loss_terms_from_prior(logits, forward_teacher(x), y, prior, 3.0, 0.5, 0.5).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.steps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss() - baseline
+    return {"mode": mode, "step_ms": 1000 * median, "images_per_s": args.batch_size / median, "peak_mb": peak / 2**20}
+
+
+def measure(args, mode: str) -> dict:
+    if args.device == "cpu":  # a fresh process per mode, so that each peak RSS is its own
+        argv = [a for a in sys.argv[1:] if a != "--only"] + ["--only", mode]
+        out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.splitlines()[-1])
+    return run_mode(args, mode)
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    if args.smoke:
+        args.student, args.image_size, args.batch_size, args.num_classes = "resnet20_cifar", 32, 8, 10
+        args.steps, args.warmup = 3, 1
+    if args.only:
+        print(json.dumps(run_mode(args, args.only)))
+        return 0
+    plain, dive = measure(args, "plain"), measure(args, "dive")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"{args.student} student, {args.teacher or args.student} teacher, {args.image_size} px, batch "
+          f"{args.batch_size}, {args.precision}{', channels_last' if args.channels_last else ''}"
+          f"{', compiled' if args.compile else ''}; {where}; median of {args.steps} steps")
+    print(f"{'step':<8}{'ms/step':>10}{'img/s':>12}{'peak MB':>10}")
+    for row in (plain, dive):
+        print(f"{row['mode']:<8}{row['step_ms']:>10.2f}{row['images_per_s']:>12,.0f}{row['peak_mb']:>10,.0f}")
+    print(f"memory ratio (DiVE / plain): {dive['peak_mb'] / plain['peak_mb']:.2f}")
+    print(f"ratio: {dive['images_per_s'] / plain['images_per_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
