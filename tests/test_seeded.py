@@ -58,5 +58,15 @@ def test_same_batches_with_and_without_worker_processes():
 
 
 def test_sample_seeds_are_distinct():
-    seeds = {sample_seed(0, epoch, index) for epoch in range(20) for index in range(500)}
-    assert len(seeds) == 20 * 500
+    seeds = {sample_seed(seed, epoch, index) for seed in (0, 42) for epoch in range(20) for index in range(500)}
+    assert len(seeds) == 2 * 20 * 500
+
+
+def test_gpu_generators_are_not_touched(monkeypatch):
+    """Seeding goes to the CPU generator only: torch.manual_seed would also reseed every GPU (and not restore it)."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    data = SeededAugmentation(RandomViews(), seed=0)
+    data[0], data.__getitems__([1, 2])
+    assert calls == []

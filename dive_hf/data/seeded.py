@@ -18,25 +18,44 @@ from torch.utils.data import Dataset
 __all__ = ["SeededAugmentation", "sample_seed", "seeded_rngs"]
 
 
+_MASK = (1 << 64) - 1
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A well-mixed 32-bit seed for one image in one epoch."""
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1)[0])
+    """A well-mixed 32-bit seed for one image in one epoch (splitmix64's finaliser over the three numbers)."""
+    x = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xBF58476D1CE4E5B9 + (index + 1) * 0x94D049BB133111EB) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return (x ^ (x >> 31)) & 0xFFFFFFFF
+
+
+@contextlib.contextmanager
+def _rngs_restored():
+    """Put torch's CPU generator, Python's ``random`` and NumPy's global RNG back as they were after the block.
+    (Only the CPU generator: ``torch.manual_seed`` would also reseed — and not restore — the GPUs' generators.)"""
+    torch_state, python_state, numpy_state = (torch.default_generator.get_state(), random.getstate(),
+                                              np.random.get_state())
+    try:
+        yield
+    finally:
+        torch.default_generator.set_state(torch_state)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _seed(seed: int) -> None:
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 @contextlib.contextmanager
 def seeded_rngs(seed: int):
     """Seed torch's CPU RNG, Python's ``random`` and NumPy's global RNG (the three that torchvision and timm
     transforms draw from) for the block, then restore their previous states."""
-    torch_state, python_state, numpy_state = torch.random.get_rng_state(), random.getstate(), np.random.get_state()
-    torch.random.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
+    with _rngs_restored():
+        _seed(seed)
         yield
-    finally:
-        torch.random.set_rng_state(torch_state)
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
 
 
 class SeededAugmentation(Dataset):
@@ -61,10 +80,15 @@ class SeededAugmentation(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _item(self, index: int, epoch: int):
+        _seed(sample_seed(self.seed, epoch, int(index)))
+        return self.dataset[int(index)]
+
     def __getitem__(self, index: int):
-        index = int(index)
-        with seeded_rngs(sample_seed(self.seed, self.epoch, index)):
-            return self.dataset[index]
+        with _rngs_restored():
+            return self._item(index, self.epoch)
 
     def __getitems__(self, indices: list[int]) -> list:
-        return [self[i] for i in indices]
+        epoch = self.epoch
+        with _rngs_restored():  # one save/restore per batch, one seeding per image
+            return [self._item(i, epoch) for i in indices]

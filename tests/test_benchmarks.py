@@ -1,0 +1,47 @@
+"""The benchmark scripts run (smoke mode) and print what RESULTS.md quotes: a table and a last line `ratio: X.XX`."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(script, *args):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *args], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    ratio = re.fullmatch(r"ratio: (\d+\.\d\d)", lines[-1])
+    assert ratio, lines[-1]
+    return lines, float(ratio.group(1))
+
+
+def test_throughput_benchmark():
+    lines, ratio = _bench("throughput.py")
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith(("plain", "dive"))}
+    assert set(rows) == {"plain", "dive"}
+    plain_ips, dive_ips = (float(rows[m][1].replace(",", "")) for m in ("plain", "dive"))
+    assert ratio == pytest.approx(dive_ips / plain_ips, abs=0.01)
+    assert 0 < ratio < 1.5  # a teacher forward is extra work
+
+
+def test_trainer_overhead_benchmark():
+    lines, ratio = _bench("trainer_overhead.py")
+    assert any(line.startswith("hand-written loop") for line in lines)
+    assert any(line.startswith("DiVETrainer ") for line in lines)
+    assert ratio > 0
+
+
+def test_cifar_lt_end_to_end_benchmark(_isolated_caches):
+    lines, ratio = _bench("cifar_lt_end_to_end.py")
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith(("dataloader", "device"))}
+    assert set(rows) == {"dataloader", "device"}
+    for values in rows.values():
+        assert float(values[2]) > 0 and 0 <= float(values[3]) <= 100 and 0 <= float(values[4]) <= 100
+    assert ratio > 0
