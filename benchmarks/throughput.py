@@ -2,7 +2,8 @@
 
 Both steps run the project's own pieces on random data: student forward + backward + SGD step with the BSCE loss
 (plain), plus the frozen teacher's forward (``FrozenTeacher``: inference mode) and the DiVE loss (DiVE). Timing: a
-warm-up, then the median of ``--steps`` steps (CUDA events on a GPU, ``perf_counter`` after a sync on the CPU).
+warm-up, then the median of ``--steps`` steps of each, the two modes interleaved step by step so that a busy machine
+slows both alike (CUDA events on a GPU, ``perf_counter`` on the CPU).
 Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on the CPU each mode runs in a fresh process and reports
 the growth of its peak resident set size over the process after imports. The last line is the DiVE/plain throughput ratio.
 
@@ -51,15 +52,14 @@ def _rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_mode(args, mode: str) -> dict:
+def build_step(args, mode: str):
+    """A closure doing one training step of ``mode`` ("plain" or "dive") on fixed random data."""
     device = torch.device(args.device)
-    baseline = _rss() if device.type == "cpu" else 0
     torch.manual_seed(0)
     counts = [max(1, int(500 * 100 ** (-i / (args.num_classes - 1)))) for i in range(args.num_classes)]
     prior = log_prior(counts, device=device)
-    student = create_timm_model(args.student, args.num_classes).to(device)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    student = student.to(memory_format=memory_format)
+    student = create_timm_model(args.student, args.num_classes).to(device).to(memory_format=memory_format)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9,
                                 **({"fused": True} if device.type == "cuda" else {}))
     teacher = None
@@ -86,35 +86,53 @@ def run_mode(args, mode: str) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(args.warmup):
-        step()
+    return step
+
+
+def timed(step, device: torch.device) -> float:
     if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
+def measure_speed(args) -> dict[str, float]:
+    """Median seconds per step of each mode, the two interleaved step by step (machine drift hits both alike)."""
+    device = torch.device(args.device)
+    steps = {mode: build_step(args, mode) for mode in ("plain", "dive")}
+    for _ in range(args.warmup):
+        for step in steps.values():
+            step()
+    times = {mode: [] for mode in steps}
     for _ in range(args.steps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss() - baseline
-    return {"mode": mode, "step_ms": 1000 * median, "images_per_s": args.batch_size / median, "peak_mb": peak / 2**20}
+        for mode, step in steps.items():
+            times[mode].append(timed(step, device))
+    return {mode: statistics.median(values) for mode, values in times.items()}
 
 
-def measure(args, mode: str) -> dict:
-    if args.device == "cpu":  # a fresh process per mode, so that each peak RSS is its own
+def peak_memory(args, mode: str) -> float:
+    """Peak MB of a few steps of ``mode``: CUDA allocator peak, or (CPU) RSS growth in a fresh process."""
+    if args.device == "cpu" and not args.only:
         argv = [a for a in sys.argv[1:] if a != "--only"] + ["--only", mode]
         out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, check=True)
-        return json.loads(out.stdout.splitlines()[-1])
-    return run_mode(args, mode)
+        return json.loads(out.stdout.splitlines()[-1])["peak_mb"]
+    baseline = _rss()
+    if args.device != "cpu":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    step = build_step(args, mode)
+    for _ in range(3):
+        step()
+    if args.device != "cpu":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return (_rss() - baseline) / 2**20
 
 
 def main(argv=None) -> int:
@@ -123,15 +141,19 @@ def main(argv=None) -> int:
         args.student, args.image_size, args.batch_size, args.num_classes = "resnet20_cifar", 32, 8, 10
         args.steps, args.warmup = 3, 1
     if args.only:
-        print(json.dumps(run_mode(args, args.only)))
+        print(json.dumps({"mode": args.only, "peak_mb": peak_memory(args, args.only)}))
         return 0
-    plain, dive = measure(args, "plain"), measure(args, "dive")
+    speed = measure_speed(args)
+    memory = {mode: peak_memory(args, mode) for mode in ("plain", "dive")}
+    rows = [{"mode": m, "step_ms": 1000 * speed[m], "images_per_s": args.batch_size / speed[m], "peak_mb": memory[m]}
+            for m in ("plain", "dive")]
+    plain, dive = rows
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"{args.student} student, {args.teacher or args.student} teacher, {args.image_size} px, batch "
           f"{args.batch_size}, {args.precision}{', channels_last' if args.channels_last else ''}"
           f"{', compiled' if args.compile else ''}; {where}; median of {args.steps} steps")
     print(f"{'step':<8}{'ms/step':>10}{'img/s':>12}{'peak MB':>10}")
-    for row in (plain, dive):
+    for row in rows:
         print(f"{row['mode']:<8}{row['step_ms']:>10.2f}{row['images_per_s']:>12,.0f}{row['peak_mb']:>10,.0f}")
     print(f"memory ratio (DiVE / plain): {dive['peak_mb'] / plain['peak_mb']:.2f}")
     print(f"ratio: {dive['images_per_s'] / plain['images_per_s']:.2f}")

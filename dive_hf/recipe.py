@@ -261,7 +261,9 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
         if resume:
             say(f"{stage}: resuming from {resume}")
         trainer.train(resume_from_checkpoint=resume)
-        results[stage] = trainer.evaluate() if test is not None else {}
+        # With an eval strategy the Trainer has just evaluated the final step: use that instead of a second pass.
+        final = trainer.latest_eval_metrics() if trainer.last_eval_step == trainer.state.global_step else {}
+        results[stage] = (final or trainer.evaluate()) if test is not None else {}
         trainer.save_model()
 
     args = first

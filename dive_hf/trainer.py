@@ -119,6 +119,7 @@ class BalancedSoftmaxTrainer(Trainer):
             self.add_callback(_EpochToAugmentation(self._seeded_train))
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
         self._checkpoint_eval: tuple[dict, list | None] | None = None
+        self.last_eval_step: int | None = None  # global step of that evaluation
         self._nonfinite = NonFiniteWatch()
         # Running sums of the logged loss parts since the last log (device tensors: no host sync per step).
         self._loss_parts: dict[str, tuple] = {}
@@ -214,6 +215,13 @@ class BalancedSoftmaxTrainer(Trainer):
     def check_resume(self, checkpoint: str | Path) -> None:
         """Refuse a checkpoint this run cannot continue (the DiVE stage: one trained with another teacher)."""
 
+    @staticmethod
+    def get_optimizer_cls_and_kwargs(args, model=None):
+        """transformers' choice, with the fused CUDA kernels for SGD/Adam/AdamW on a GPU (one launch per step
+        instead of one per parameter tensor: what a launch-bound CIFAR step needs)."""
+        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        return cls, fused_optimizer_kwargs(cls, kwargs, args.device.type)
+
     # ---- learning-rate schedule -------------------------------------------------------------------------------
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)
@@ -306,6 +314,7 @@ class BalancedSoftmaxTrainer(Trainer):
         if eval_dataset is None and metric_key_prefix == "eval" and "eval_accuracy" in metrics:
             last = self.long_tail_metrics.last if self.long_tail_metrics is not None else None
             self._checkpoint_eval = (dict(metrics), last["per_class_accuracy"] if last else None)
+            self.last_eval_step = self.state.global_step
         return metrics
 
     def latest_eval_metrics(self) -> dict:
@@ -452,6 +461,14 @@ class _EpochToAugmentation(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor(state.epoch + 1e-9) if state.epoch else 0)
+
+
+def fused_optimizer_kwargs(cls, kwargs: dict, device_type: str) -> dict:
+    """``fused=True`` for torch's SGD/Adam/AdamW on CUDA unless the user chose otherwise."""
+    if device_type == "cuda" and cls in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW) and not (
+            {"fused", "foreach"} & set(kwargs)):
+        return {**kwargs, "fused": True}
+    return kwargs
 
 
 def deepspeed_teacher_dtype(ds_config: dict) -> torch.dtype | None:

@@ -320,3 +320,12 @@ def test_torch_compile_compiles_student_and_teacher_without_changing_the_loss(tw
         trainer.train()
         losses[compiled] = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_fused_optimizer_on_cuda_only():
+    from dive_hf.trainer import fused_optimizer_kwargs
+
+    assert fused_optimizer_kwargs(torch.optim.SGD, {"momentum": 0.9}, "cuda") == {"momentum": 0.9, "fused": True}
+    assert fused_optimizer_kwargs(torch.optim.SGD, {"momentum": 0.9}, "cpu") == {"momentum": 0.9}
+    assert fused_optimizer_kwargs(torch.optim.SGD, {"foreach": False}, "cuda") == {"foreach": False}
+    assert fused_optimizer_kwargs(torch.optim.RMSprop, {}, "cuda") == {}
