@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(path: str, args, out: Path) -> dict:
     from dive_hf.recipe import RecipeParser, run_recipe
 
-    flags = ["--dataset", args.dataset, "--imbalance_factor", "100", "--output_dir", str(out / path),
+    flags = ["--dataset", args.dataset, "--imbalance_factor", "10" if args.smoke else "100",
+             "--output_dir", str(out / path),
              "--num_train_epochs", str(args.epochs), "--eval_every_epochs", str(args.eval_every),
              "--save_strategy", "no", "--save_every_epochs", "0", "--no_virtual_examples", "--disable_tqdm", "true",
              "--logging_steps", "1000", "--dataloader_num_workers", str(args.workers if path == "dataloader" else 0)]

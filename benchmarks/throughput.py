@@ -5,7 +5,7 @@ Both steps run the project's own pieces on random data: student forward + backwa
 warm-up, then the median of ``--steps`` steps of each, the two modes interleaved step by step so that a busy machine
 slows both alike (CUDA events on a GPU, ``perf_counter`` on the CPU).
 Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on the CPU each mode runs in a fresh process and reports
-the growth of its peak resident set size over the process after imports. The last line is the DiVE/plain throughput ratio.
+its peak resident set size (polled every ms) above the process after imports. The last line is the DiVE/plain throughput ratio.
 
     python benchmarks/throughput.py                                         # CPU: resnet18 at 64 px, batch 32
     python benchmarks/throughput.py --student resnext50_32x4d --image_size 224 --batch_size 256 --precision bf16 \\
@@ -49,7 +49,32 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Current resident set size in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+class RssPeak:
+    """Highest resident set size while the block runs, polled every millisecond by a thread (CPU runs: torch has
+    no peak counter for host memory, and ru_maxrss already holds the peak of the imports)."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak, self._stop = _rss(), threading.Event()
+
+        def poll():
+            while not self._stop.wait(0.001):
+                self.peak = max(self.peak, _rss())
+
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
 
 
 def build_step(args, mode: str):
@@ -122,17 +147,18 @@ def peak_memory(args, mode: str) -> float:
         argv = [a for a in sys.argv[1:] if a != "--only"] + ["--only", mode]
         out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, check=True)
         return json.loads(out.stdout.splitlines()[-1])["peak_mb"]
-    baseline = _rss()
     if args.device != "cpu":
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    step = build_step(args, mode)
-    for _ in range(3):
-        step()
+    baseline = _rss()
+    with RssPeak() as rss:
+        step = build_step(args, mode)
+        for _ in range(3):
+            step()
     if args.device != "cpu":
         return torch.cuda.max_memory_allocated() / 2**20
-    return (_rss() - baseline) / 2**20
+    return (rss.peak - baseline) / 2**20
 
 
 def main(argv=None) -> int:
