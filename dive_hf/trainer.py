@@ -181,11 +181,9 @@ class BalancedSoftmaxTrainer(Trainer):
         failures = self._nonfinite.failures(self.accelerator.gather)
         if not failures:
             return
-        from transformers.trainer_utils import get_last_checkpoint
-
         step = min(failures.values())
         parts = ", ".join(f"{name} (from step {s})" for name, s in sorted(failures.items(), key=lambda kv: kv[1]))
-        last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
+        last = last_complete_checkpoint(self.args.output_dir)
         raise FloatingPointError(
             f"non-finite values at training step {step}: {parts}. Training stopped; the model has diverged. Last "
             f"good checkpoint: {last or 'none saved yet'} (lower the learning rate, check the data, then resume "
