@@ -329,3 +329,53 @@ def test_fused_optimizer_on_cuda_only():
     assert fused_optimizer_kwargs(torch.optim.SGD, {"momentum": 0.9}, "cpu") == {"momentum": 0.9}
     assert fused_optimizer_kwargs(torch.optim.SGD, {"foreach": False}, "cuda") == {"foreach": False}
     assert fused_optimizer_kwargs(torch.optim.RMSprop, {}, "cuda") == {}
+
+
+# ---- the other recipes, as documented -----------------------------------------------------------------------------
+def _inat_copy(folder: Path) -> list[str]:
+    from conftest import write_image
+
+    root = folder / "inat"
+    splits = {}
+    for split, per_class in (("train2018", [12, 7, 4, 3]), ("val2018", [2, 2, 2, 2])):
+        images, annotations, i = [], [], 0
+        for category, count in enumerate(per_class):
+            for _ in range(count):
+                rel = f"train_val2018/Plantae/{category}/{split}_{i}.jpg"
+                write_image(root / rel, i + (1000 if split == "val2018" else 0), size=24)
+                images.append({"id": i, "file_name": rel})
+                annotations.append({"id": i, "image_id": i, "category_id": category})
+                i += 1
+        categories = [{"id": c, "name": name} for c, name in enumerate(["Abies", "Acer", "Pinus", "Quercus"])]
+        splits[split] = folder / f"{split}.json"
+        splits[split].write_text(json.dumps({"images": images, "annotations": annotations,
+                                             "categories": categories}))
+    return ["--image_root", str(root), "--inat_train_json", str(splits["train2018"]),
+            "--inat_val_json", str(splits["val2018"])]
+
+
+def _cifar_copy(folder: Path, tiny_data) -> list[str]:
+    """A save_to_disk copy with the Hub CIFAR-100's column names (img, fine_label)."""
+    copy = tiny_data.rename_columns({"image": "img", "label": "fine_label"})
+    copy.save_to_disk(str(folder / "cifar"))
+    return ["--dataset", str(folder / "cifar"), "--imbalance_factor", "10"]
+
+
+@pytest.mark.parametrize("recipe", ["cifar100_lt", "inat2018"])
+def test_recipe_runs_on_a_copy_of_its_data(recipe, tiny_data, tmp_path):
+    data_flags = _cifar_copy(tmp_path, tiny_data) if recipe == "cifar100_lt" else _inat_copy(tmp_path)
+    arch = [] if recipe == "cifar100_lt" else ["--arch", "test_resnet"]  # the recipe's own ResNet-32 for CIFAR
+    out = tmp_path / "out"
+    proc = _run(PYTHON, [str(RECIPES / f"{recipe}.py"), *data_flags, *arch, "--max_steps", "2",
+                         "--global_batch_size", "8", "--many_shot_threshold", "10", "--few_shot_threshold", "4",
+                         "--dataloader_num_workers", "0", "--disable_tqdm", "true", "--output_dir", str(out)])
+    assert sum(line.startswith(("teacher (BSCE)", "student (DiVE)")) for line in proc.stdout.splitlines()) == 2
+    for stage in ("teacher", "student"):
+        config = json.loads((out / stage / "config.json").read_text())
+        log = json.loads((out / stage / "run_log.json").read_text())
+        assert log["status"] == "complete" and log["config"]["max_grad_norm"] == 0.0
+        if recipe == "cifar100_lt":
+            assert config["architecture"] == "resnet32_cifar"
+            assert log["config"]["lr_scheduler_type"] == "multistep" and log["config"]["lr_decay_epochs"] == [120, 160]
+        else:
+            assert config["label_names"] == ["Abies", "Acer", "Pinus", "Quercus"]
