@@ -15,6 +15,9 @@ from pathlib import Path
 __all__ = ["atomic_path", "current_umask", "write_text", "write_json"]
 
 
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
 def current_umask() -> int:
     """The process umask (reading it means setting it, so it is set back at once)."""
     mask = os.umask(0)
@@ -32,18 +35,19 @@ def atomic_path(path: str | os.PathLike):
     try:
         try:
             yield Path(tmp)
+            # mkstemp (and some writers) make 0600 files; published artifacts get the usual umask-based mode.
+            os.chmod(tmp, 0o666 & ~current_umask())
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
         except Exception as e:  # noqa: BLE001 — writers report a full disk in many ways (OSError, SafetensorError)
             os_error = re.search(r"os error (\d+)", str(e))  # Rust writers (safetensors): "... (os error 28)"
             if isinstance(e, OSError) or os_error:
                 code = getattr(e, "errno", None) or (int(os_error.group(1)) if os_error else errno.EIO)
-                raise OSError(code, f"could not write {path}: {os.strerror(code)} (disk full?); the previous "
-                                    f"{path.name} is untouched") from e
+                hint = " (disk full?)" if code in _FULL else ""
+                raise OSError(code, f"could not write {path}: {os.strerror(code)}{hint}; the previous {path.name} "
+                                    f"is untouched") from e
             raise
-        # mkstemp (and some writers) make 0600 files; published artifacts get the usual umask-based mode.
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

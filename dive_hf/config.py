@@ -91,6 +91,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
             raise ValueError(f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be ≥ 0, got {self.warmup_epochs}")
+        if self.warmup_epochs and value in ("constant", "reduce_lr_on_plateau", "greedy"):
+            raise ValueError(f"lr_scheduler_type={value!r} has no warm-up: use 'constant_with_warmup' (or another "
+                             f"schedule) with warmup_epochs={self.warmup_epochs}")
         if self.warmup_epochs and self.warmup_steps:
             raise ValueError(f"give warmup_epochs={self.warmup_epochs} or warmup_steps={self.warmup_steps}, not both")
         if self.few_shot_threshold < 0 or self.many_shot_threshold < 0:

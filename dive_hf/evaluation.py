@@ -44,7 +44,9 @@ def iter_logits(model: torch.nn.Module, dataset, batch_size: int = 256, device: 
     autocast = (torch.autocast(target.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext())
     for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
         with torch.inference_mode(), autocast:
-            out = model(batch["pixel_values"].to(target, non_blocking=True))
+            # a model kept in bf16/fp16 (e.g. a DeepSpeed teacher) takes its own dtype
+            pixels = batch["pixel_values"].to(target, dtype=next(model.parameters()).dtype, non_blocking=True)
+            out = model(pixels)
         yield out.float().cpu(), batch["labels"]
 
 

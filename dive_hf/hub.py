@@ -163,6 +163,15 @@ def check_push_ready(folder: str | os.PathLike) -> dict:
     return config
 
 
+def _is_transfer_error(error: BaseException) -> bool:
+    """An HTTP status error or a network failure (of whichever HTTP client huggingface_hub uses), not a bug."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    module = type(error).__module__.split(".")[0]
+    return isinstance(error, (HfHubHTTPError, OSError, TimeoutError)) or module in (
+        "httpx", "httpx2", "httpcore", "requests", "urllib3")
+
+
 def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
                 commit_message: str | None = None, token: str | None = None, teacher_repo_id: str | None = None):
     """Publish a stage folder as a Hub model repo in one commit; returns the ``CommitInfo``.
@@ -198,6 +207,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
         return api.create_commit(repo_id, operations, revision=revision,
                                  commit_message=commit_message or f"Upload {folder.name} (dive_hf)")
     except Exception as e:  # noqa: BLE001 — HTTP errors, connection resets and timeouts come in many types
+        if not _is_transfer_error(e):
+            raise
         # A commit is all-or-nothing on the Hub: nothing was published; the local folder keeps its files.
         raise RuntimeError(f"push of {folder} to {repo_id} failed, nothing was published and the local folder is "
                            f"intact; run the same push again to retry ({type(e).__name__}: {e})") from e

@@ -8,6 +8,7 @@ overridden on the command line (``--learning_rate 0.05``) or by a user's ``--con
 from __future__ import annotations
 
 import argparse
+import copy
 import difflib
 import json
 import math
@@ -40,15 +41,16 @@ class RecipeArguments:
     arch: str = field(default="resnet32_cifar", metadata={"help": "Any timm architecture (teacher and student)."})
     global_batch_size: int | None = field(default=None, metadata={
         "help": "Training batch over all processes and accumulation steps; sets per_device_train_batch_size = "
-                "global / (processes × gradient_accumulation_steps), so 1 or N GPUs train alike."})
+                "global / (processes × gradient_accumulation_steps), so 1 or N GPUs train alike (an explicit "
+                "--per_device_train_batch_size wins over a recipe's value)."})
     lr_reference_batch: int | None = field(default=None, metadata={
         "help": "Scale learning_rate linearly: lr × effective batch / this (the batch learning_rate was tuned for)."})
     eval_every_epochs: float | None = field(default=None, metadata={
-        "help": "Evaluate every N epochs (sets eval_strategy=steps and eval_steps from the epoch length; ignored "
-                "when eval_strategy is already steps)."})
+        "help": "Evaluate every N epochs (sets eval_strategy=steps and eval_steps from the epoch length; an "
+                "explicit --eval_strategy/--eval_steps wins over a recipe's value)."})
     save_every_epochs: float | None = field(default=None, metadata={
-        "help": "Checkpoint every N epochs (sets save_strategy=steps and save_steps from the epoch length; ignored "
-                "when save_strategy is already steps)."})
+        "help": "Checkpoint every N epochs (sets save_strategy=steps and save_steps from the epoch length; an "
+                "explicit --save_strategy/--save_steps wins over a recipe's value)."})
     device_data: bool = field(default=False, metadata={
         "help": "Small-image fast path (inputs ≤ 64 px, e.g. CIFAR): keep the training split on the GPU as uint8 and "
                 "pad-crop-flip-normalise it there (same augmentation as the CPU path)."})
@@ -59,6 +61,10 @@ class RecipeArguments:
                 "training set on the main process)."})
     teacher_repo_id: str | None = field(default=None, metadata={"help": "Hub repo of the teacher (--push_to_hub)."})
     student_repo_id: str | None = field(default=None, metadata={"help": "Hub repo of the student (--push_to_hub)."})
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage={self.stage!r}: choose one of {', '.join(STAGES)}")
 
 
 def _coerce(action: argparse.Action, value, source: str):
@@ -81,7 +87,7 @@ class RecipeParser(HfArgumentParser):
     def __init__(self, defaults: str | Path | dict | None = None, prog: str | None = None,
                  description: str | None = None):
         super().__init__((RecipeArguments, DataArguments, DiVEConfig), prog=prog, description=description,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
         self.add_argument("--config", default=None, help="YAML file of flags (applied over the recipe's defaults, "
                                                          "under the command line).")
         self.recipe_defaults = defaults
@@ -113,18 +119,42 @@ class RecipeParser(HfArgumentParser):
         pre = argparse.ArgumentParser(add_help=False)
         pre.add_argument("--config", default=None)
         known, _ = pre.parse_known_args(argv)
-        defaults = {}
-        for source in (self.recipe_defaults, known.config):
-            if source is not None:
-                defaults.update(self._load(source))
-        self.set_defaults(**defaults)
+        defaults = self._load(self.recipe_defaults) if self.recipe_defaults is not None else {}
+        user = self._load(known.config) if known.config is not None else {}
+        self.set_defaults(**{**defaults, **user})
         namespace = vars(self.parse_args(argv))
         namespace.pop("config")
 
         def take(cls):
             return {f.name: namespace[f.name] for f in fields(cls) if f.init and f.name in namespace}
 
-        return RecipeArguments(**take(RecipeArguments)), DataArguments(**take(DataArguments)), take(DiVEConfig)
+        recipe, data, training = (RecipeArguments(**take(RecipeArguments)), DataArguments(**take(DataArguments)),
+                                  take(DiVEConfig))
+        _yield_to_explicit(recipe, set(user) | self._given_on_command_line(argv))
+        return recipe, data, training
+
+    def _given_on_command_line(self, argv: list[str] | None) -> set[str]:
+        """The destinations the command line sets (parsed again with every default replaced by a marker)."""
+        marker = object()
+        probe = copy.copy(self)
+        probe._defaults = {}
+        probe._actions = [copy.copy(a) for a in self._actions]
+        for action in probe._actions:
+            if action.dest != "help":
+                action.default = marker
+        given = vars(argparse.ArgumentParser.parse_known_args(probe, argv)[0])
+        return {dest for dest, value in given.items() if value is not marker}
+
+
+def _yield_to_explicit(recipe: RecipeArguments, explicit: set[str]) -> None:
+    """A recipe's epoch cadences and global batch are defaults: a user's own step settings or per-device batch win."""
+    if "per_device_train_batch_size" in explicit:
+        if "global_batch_size" in explicit and recipe.global_batch_size:
+            raise ValueError("give --global_batch_size or --per_device_train_batch_size, not both")
+        recipe.global_batch_size = None
+    for what in ("eval", "save"):
+        if {f"{what}_strategy", f"{what}_steps"} & explicit and f"{what}_every_epochs" not in explicit:
+            setattr(recipe, f"{what}_every_epochs", None)
 
 
 # ---- batch and learning rate --------------------------------------------------------------------------------------
@@ -222,8 +252,9 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
     del probe
     steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
                                 / batch["accumulation"])
-    for what, every in (("eval", recipe.eval_every_epochs), ("save", recipe.save_every_epochs)):
-        if every and str(training.get(f"{what}_strategy")) != "steps":  # explicit --{what}_steps win
+    for what, every in (("eval", recipe.eval_every_epochs if test is not None else None),
+                        ("save", recipe.save_every_epochs)):
+        if every:
             training.update({f"{what}_strategy": "steps", f"{what}_steps": max(1, round(every * steps_per_epoch))})
 
     output_dir = Path(training["output_dir"])
@@ -247,6 +278,10 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
             say(f"{stage}: {folder} is complete; not training it again (--resume_from_checkpoint)")
             report = folder / "eval_results.json"
             results[stage] = json.loads(report.read_text())["metrics"] if report.is_file() else {}
+            if args.push_to_hub and main_process:  # a push that failed last time is retried (unchanged files skip)
+                from .hub import push_folder
+
+                push_folder(folder, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
             continue
         trainer_cls = BalancedSoftmaxTrainer if stage == "teacher" else DiVETrainer
         trainer = trainer_cls(model=recipe.arch, args=args, train_dataset=train, eval_dataset=test,
@@ -255,14 +290,16 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
             with torch.random.fork_rng(devices=[]):  # the report must not shift the student's random augmentation
                 results["virtual_examples"] = teacher_report(
                     trainer.teacher.model, train_raw, [args.temperature], [args.power], args.many_shot_threshold,
-                    args.few_shot_threshold, device=str(args.device), label_column=label_column,
-                    image_column=image_column, progress=False)
+                    args.few_shot_threshold, batch_size=args.per_device_eval_batch_size, device=str(args.device),
+                    num_workers=args.dataloader_num_workers, label_column=label_column, image_column=image_column,
+                    progress=False)
             write_virtual_examples(results["virtual_examples"], output_dir)
         if resume:
             say(f"{stage}: resuming from {resume}")
         trainer.train(resume_from_checkpoint=resume)
         # With an eval strategy the Trainer has just evaluated the final step: use that instead of a second pass.
-        final = trainer.latest_eval_metrics() if trainer.last_eval_step == trainer.state.global_step else {}
+        final = (trainer.latest_eval_metrics() if trainer.last_eval_step == trainer.state.global_step
+                 and not args.load_best_model_at_end else {})
         results[stage] = (final or trainer.evaluate()) if test is not None else {}
         trainer.save_model()
 

@@ -13,7 +13,11 @@ from . import __version__
 __all__ = ["RUN_LOG_NAME", "command_line", "describe_batch", "git_commit", "package_versions", "run_log", "training_summary"]
 
 RUN_LOG_NAME = "run_log.json"
-_SECRET_FLAGS = ("--hub_token", "--token")
+
+
+def _secret(flag: str) -> bool:
+    """``--hub_token``, ``--hub-token``, ``--token``, … (any flag naming a token)."""
+    return flag.startswith("-") and flag.lstrip("-").lower().replace("-", "_").endswith("token")
 
 
 def command_line(argv: list[str] | None = None) -> str:
@@ -21,9 +25,9 @@ def command_line(argv: list[str] | None = None) -> str:
     argv = list(sys.argv if argv is None else argv)
     for i, arg in enumerate(argv):
         flag, eq, _ = arg.partition("=")
-        if flag in _SECRET_FLAGS and eq:
+        if _secret(flag) and eq:
             argv[i] = f"{flag}=REDACTED"
-        elif i > 0 and argv[i - 1] in _SECRET_FLAGS:
+        elif i > 0 and _secret(argv[i - 1]) and "=" not in argv[i - 1] and not arg.startswith("--"):
             argv[i] = "REDACTED"
     if argv and argv[0].endswith(".py"):
         argv = ["python", os.path.relpath(argv[0]) if Path(argv[0]).is_absolute() else argv[0], *argv[1:]]

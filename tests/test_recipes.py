@@ -361,15 +361,20 @@ def _cifar_copy(folder: Path, tiny_data) -> list[str]:
     return ["--dataset", str(folder / "cifar"), "--imbalance_factor", "10"]
 
 
-@pytest.mark.parametrize("recipe", ["cifar100_lt", "inat2018"])
+@pytest.mark.parametrize("recipe", ["cifar100_lt", "inat2018", "inat2018 without a validation split"])
 def test_recipe_runs_on_a_copy_of_its_data(recipe, tiny_data, tmp_path):
+    no_eval = recipe.endswith("split")
+    recipe = recipe.split()[0]
     data_flags = _cifar_copy(tmp_path, tiny_data) if recipe == "cifar100_lt" else _inat_copy(tmp_path)
+    if no_eval:
+        data_flags = data_flags[:-2]  # no --inat_val_json: the recipe's eval cadence must not ask for one
     arch = [] if recipe == "cifar100_lt" else ["--arch", "test_resnet"]  # the recipe's own ResNet-32 for CIFAR
     out = tmp_path / "out"
     proc = _run(PYTHON, [str(RECIPES / f"{recipe}.py"), *data_flags, *arch, "--max_steps", "2",
                          "--global_batch_size", "8", "--many_shot_threshold", "10", "--few_shot_threshold", "4",
                          "--dataloader_num_workers", "0", "--disable_tqdm", "true", "--output_dir", str(out)])
     assert sum(line.startswith(("teacher (BSCE)", "student (DiVE)")) for line in proc.stdout.splitlines()) == 2
+    assert ("no evaluation split" in proc.stdout) == no_eval
     for stage in ("teacher", "student"):
         config = json.loads((out / stage / "config.json").read_text())
         log = json.loads((out / stage / "run_log.json").read_text())
@@ -379,3 +384,35 @@ def test_recipe_runs_on_a_copy_of_its_data(recipe, tiny_data, tmp_path):
             assert log["config"]["lr_scheduler_type"] == "multistep" and log["config"]["lr_decay_epochs"] == [120, 160]
         else:
             assert config["label_names"] == ["Abies", "Acer", "Pinus", "Quercus"]
+
+
+def test_command_line_redacts_every_spelling_of_a_token():
+    from dive_hf.run_log import command_line
+
+    argv = ["x.py", "--hub-token", "hf_a", "--hub_token=hf_b", "--token", "hf_c", "--include_num_input_tokens_seen",
+            "--bf16", "--output_dir", "out"]
+    line = command_line(argv)
+    assert "hf_" not in line
+    assert "--include_num_input_tokens_seen --bf16 --output_dir out" in line
+
+
+def test_explicit_flags_win_over_the_recipe_defaults(tmp_path):
+    recipe, _, training = _parser("cifar100_lt").parse(["--per_device_train_batch_size", "256", "--save_steps", "7"])
+    assert recipe.global_batch_size is None and training["per_device_train_batch_size"] == 256
+    assert recipe.save_every_epochs is None and recipe.eval_every_epochs == 10  # only the overridden cadence yields
+    path = tmp_path / "mine.yaml"
+    path.write_text("eval_strategy: epoch\n")
+    recipe, _, _ = _parser("cifar100_lt").parse(["--config", str(path)])
+    assert recipe.eval_every_epochs is None  # a user's config counts as explicit too
+    with pytest.raises(ValueError, match="not both"):
+        _parser("cifar100_lt").parse(["--per_device_train_batch_size", "8", "--global_batch_size", "64"])
+    path.write_text("stage: both\n")
+    with pytest.raises(ValueError, match="stage='both'"):
+        _parser("cifar100_lt").parse(["--config", str(path)])
+
+
+def test_warmup_epochs_need_a_schedule_with_warmup(tmp_path):
+    from dive_hf import BalancedSoftmaxConfig
+
+    with pytest.raises(ValueError, match="has no warm-up"):
+        BalancedSoftmaxConfig(output_dir=str(tmp_path), lr_scheduler_type="constant", warmup_epochs=2)
