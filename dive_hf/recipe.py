@@ -13,6 +13,7 @@ import difflib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -325,7 +326,11 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
 
 def recipe_main(parser: RecipeParser, argv: list[str] | None = None) -> int:
     """Parse, run, print the many/medium/few table (main process only)."""
-    recipe, data, training = parser.parse(argv)
+    try:
+        recipe, data, training = parser.parse(argv)
+    except (ValueError, FileNotFoundError) as e:  # a bad flag or config value: say so, without a traceback
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     results = run_recipe(recipe, data, training)
     if results["main_process"]:
         print("\n" + results["table"])

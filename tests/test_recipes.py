@@ -416,3 +416,11 @@ def test_warmup_epochs_need_a_schedule_with_warmup(tmp_path):
 
     with pytest.raises(ValueError, match="has no warm-up"):
         BalancedSoftmaxConfig(output_dir=str(tmp_path), lr_scheduler_type="constant", warmup_epochs=2)
+
+
+def test_a_recipe_command_with_bad_flags_prints_one_error_line():
+    proc = subprocess.run([sys.executable, str(RECIPES / "imagenet_lt.py")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "recipes/imagenet_lt.py: error: give exactly one data source: --dataset, OLTR lists "
+        "(--train_list/--eval_list) or iNat JSON (--inat_train_json/--inat_val_json); got none")
