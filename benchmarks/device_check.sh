@@ -4,13 +4,7 @@
 # the device's (floor) versions.
 set -u
 PRECISION=${PRECISION:-bf16}
-OUT=${OUT:-/tmp/out}
-need_pyarrow=$(python3 -c "import pyarrow; print(int(pyarrow.__version__.split('.')[0]) < 24)" 2>/dev/null || echo True)
-wheels=".whl/datasets-*.whl .whl/evaluate-*.whl .whl/dill-*.whl .whl/multiprocess-*.whl"
-[ "$need_pyarrow" = "True" ] && wheels="$wheels .whl/pyarrow-*.whl"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DIVE_HF_CACHE=/tmp/dcache
-nvidia-smi -L | tee "$OUT/device.txt"
+source benchmarks/device_env.sh
 python3 -c "import torch, timm, transformers, accelerate, datasets, evaluate, pyarrow; print('torch', torch.__version__, 'timm', timm.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'datasets', datasets.__version__, 'evaluate', evaluate.__version__, 'pyarrow', pyarrow.__version__)" | tee -a "$OUT/device.txt"
 ( time python3 recipes/quickstart.py --$PRECISION --output_dir /tmp/demo_gpu --dataloader_num_workers 4 ) > "$OUT/demo_gpu.log" 2>&1
 tail -12 "$OUT/demo_gpu.log"

@@ -5,14 +5,8 @@
 # its target; the DataLoader path alone takes ≈ 9 min on an H100 — so by default both paths run 20 + 20 epochs and
 # RESULTS.md extrapolates per epoch).
 set -u
-OUT=${OUT:-/tmp/out}
 EPOCHS=${EPOCHS:-20}
-need_pyarrow=$(python3 -c "import pyarrow; print(int(pyarrow.__version__.split('.')[0]) < 24)" 2>/dev/null || echo True)
-wheels=".whl/datasets-*.whl .whl/evaluate-*.whl .whl/dill-*.whl .whl/multiprocess-*.whl"
-[ "$need_pyarrow" = "True" ] && wheels="$wheels .whl/pyarrow-*.whl"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DIVE_HF_CACHE=/tmp/dcache
-nvidia-smi -L | tee "$OUT/device.txt"
+source benchmarks/device_env.sh
 P1="--student resnext50_32x4d --image_size 224 --batch_size 256 --precision bf16 --channels_last --steps 30"
 timeout 120 python3 benchmarks/throughput.py $P1 2>&1 | tail -6 | tee "$OUT/p1_eager.txt"
 timeout 240 python3 benchmarks/throughput.py $P1 --compile 2>&1 | tail -6 | tee "$OUT/p1_compiled.txt"

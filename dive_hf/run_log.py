@@ -2,6 +2,7 @@
 kept in ``run_log.json`` next to the weights and summarised in the model card."""
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import subprocess
@@ -34,6 +35,7 @@ def command_line(argv: list[str] | None = None) -> str:
     return shlex.join(argv)
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide a run's numbers."""
     import accelerate
@@ -47,9 +49,11 @@ def package_versions() -> dict[str, str]:
             "datasets": datasets.__version__, "python": sys.version.split()[0]}
 
 
+@functools.cache
 def git_commit(path: str | Path | None = None) -> str | None:
     """The git commit of the checkout holding ``path`` (default: the dive_hf sources), with ``-dirty`` when it has
-    uncommitted changes; ``None`` outside a git checkout."""
+    uncommitted changes; ``None`` outside a git checkout. Asked once per process (two ``git`` calls), not at every
+    checkpoint save."""
     path = Path(path or Path(__file__).parent)
     try:
         commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -125,7 +129,7 @@ def run_log(trainer, extra: dict | None = None, status: str = "running", error: 
         "precision": precision(args),
         "channels_last": args.channels_last,
         "torch_compile": args.torch_compile,
-        "versions": package_versions(),
+        "versions": dict(package_versions()),
         "git_commit": git_commit(),
         "global_step": trainer.state.global_step,
         "config": args.to_dict(),

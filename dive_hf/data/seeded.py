@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SeededAugmentation", "sample_seed", "seeded_rngs"]
+__all__ = ["SeededAugmentation", "sample_seed"]
 
 
 _MASK = (1 << 64) - 1
@@ -44,22 +44,16 @@ def _rngs_restored():
 
 
 def _seed(seed: int) -> None:
+    """Seed torch's CPU RNG, Python's ``random`` and NumPy's global RNG: the three that torchvision and timm
+    transforms draw from."""
     torch.default_generator.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
 
 
-@contextlib.contextmanager
-def seeded_rngs(seed: int):
-    """Seed torch's CPU RNG, Python's ``random`` and NumPy's global RNG (the three that torchvision and timm
-    transforms draw from) for the block, then restore their previous states."""
-    with _rngs_restored():
-        _seed(seed)
-        yield
-
-
 class SeededAugmentation(Dataset):
-    """A map-style dataset whose items are produced under :func:`seeded_rngs` ``(sample_seed(seed, epoch, index))``.
+    """A map-style dataset whose items are produced with the RNGs seeded by ``sample_seed(seed, epoch, index)`` (and
+    put back as they were afterwards).
 
     ``set_epoch`` changes the augmentation of the next epoch; the epoch lives in shared memory, so DataLoader
     workers (persistent or not) see it.
