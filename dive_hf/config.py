@@ -43,6 +43,10 @@ class BalancedSoftmaxConfig(TrainingArguments):
         seeded_augmentation (`bool`, defaults to `True`):
             Draw each training image's random augmentation from RNGs seeded by (seed, epoch, image index), so that
             a run gives the same batches on 1 or N processes, with any number of workers, and after resuming.
+        logging_nan_inf_filter (`bool`, defaults to `False`):
+            transformers' filter that leaves NaN/inf losses out of the logged average. Off here: it reads every
+            step's loss on the host (a device synchronisation per step), and dive_hf stops a run with a non-finite
+            loss anyway (naming the step and the last good checkpoint) instead of averaging it away.
     """
 
     many_shot_threshold: int = field(
@@ -67,6 +71,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
     seeded_augmentation: bool = field(default=True, metadata={
         "help": "Random augmentation seeded per (seed, epoch, image): identical on any number of processes and "
                 "workers, and after resuming."})
+    logging_nan_inf_filter: bool = field(default=False, metadata={
+        "help": "Leave NaN/inf losses out of the logged average (reads the loss on the host every step). dive_hf "
+                "stops a run with a non-finite loss anyway."})
 
     def __post_init__(self):
         value = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)

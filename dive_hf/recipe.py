@@ -53,8 +53,8 @@ class RecipeArguments:
         "help": "Checkpoint every N epochs (sets save_strategy=steps and save_steps from the epoch length; an "
                 "explicit --save_strategy/--save_steps wins over a recipe's value)."})
     device_data: bool = field(default=False, metadata={
-        "help": "Small-image fast path (inputs ≤ 64 px, e.g. CIFAR): keep the training split on the GPU as uint8 and "
-                "pad-crop-flip-normalise it there (same augmentation as the CPU path)."})
+        "help": "Small-image fast path (inputs ≤ 64 px, e.g. CIFAR): keep the training and evaluation splits on the "
+                "GPU as uint8 and pad-crop-flip-normalise them there (same augmentation as the CPU path)."})
     train_augmentation: bool = field(default=True, metadata={
         "help": "Random crop/flip on the training split (--no_train_augmentation: the eval transform)."})
     virtual_examples: bool = field(default=True, metadata={
@@ -197,7 +197,7 @@ def stage_config(cls, training: dict, recipe: RecipeArguments, stage: str, **ext
 
 
 def device_split(train_raw, model, augment: bool, image_column: str, label_column: str, seed: int):
-    """The training split as :class:`~dive_hf.data.DeviceImages` for ``model`` (its input size, mean and std)."""
+    """A split as :class:`~dive_hf.data.DeviceImages` for ``model`` (its input size, mean and std)."""
     from timm.data import resolve_data_config
 
     from .data.device_images import DeviceImages
@@ -248,8 +248,12 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
     else:
         train = attach_transform(train_raw, model_transform(probe, train=recipe.train_augmentation), image_column,
                                  label_column)
-    test = (attach_transform(eval_raw, model_transform(probe, train=False), image_column, label_column)
-            if eval_raw is not None else None)
+    if eval_raw is None:
+        test = None
+    elif recipe.device_data:
+        test = device_split(eval_raw, probe, False, image_column, label_column, training.get("seed", 42))
+    else:
+        test = attach_transform(eval_raw, model_transform(probe, train=False), image_column, label_column)
     del probe
     steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
                                 / batch["accumulation"])

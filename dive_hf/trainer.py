@@ -102,7 +102,8 @@ class BalancedSoftmaxTrainer(Trainer):
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.run_config = run_config
-        self.dataset_info = _dataset_info(source, kwargs.get("eval_dataset"))
+        eval_dataset = kwargs.get("eval_dataset")
+        self.dataset_info = _dataset_info(source, getattr(eval_dataset, "source", eval_dataset))
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = LongTailMetrics(self.class_counts, args.many_shot_threshold,
                                                         args.few_shot_threshold)
@@ -112,7 +113,6 @@ class BalancedSoftmaxTrainer(Trainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self._seeded_train = None
         if isinstance(train_dataset, DeviceImages):  # the small-image fast path: batches built on the device
-            train_dataset.to(self.args.device)
             self.add_callback(_EpochToAugmentation(train_dataset))
         elif args.seeded_augmentation and not isinstance(train_dataset, (IterableDataset, datasets.IterableDataset)):
             self._seeded_train = SeededAugmentation(train_dataset, args.seed)
@@ -126,12 +126,8 @@ class BalancedSoftmaxTrainer(Trainer):
 
     def get_train_dataloader(self):
         if isinstance(self.train_dataset, DeviceImages):
-            from torch.utils.data import DataLoader
-
             data = self.train_dataset
-            return self.accelerator.prepare(DataLoader(
-                data, batch_size=self._train_batch_size, sampler=self._get_train_sampler(data), collate_fn=data.collate,
-                drop_last=self.args.dataloader_drop_last, num_workers=0, pin_memory=False))
+            return self._device_dataloader(data, self._train_batch_size, self._get_train_sampler(data))
         if self._seeded_train is None or self._seeded_train.dataset is not self.train_dataset:
             return super().get_train_dataloader()
         original, self.train_dataset = self.train_dataset, self._seeded_train
@@ -139,6 +135,28 @@ class BalancedSoftmaxTrainer(Trainer):
             return super().get_train_dataloader()
         finally:
             self.train_dataset = original
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        data = (self.eval_dataset[eval_dataset] if isinstance(eval_dataset, str)
+                else eval_dataset if eval_dataset is not None else self.eval_dataset)
+        if isinstance(data, DeviceImages):
+            return self._device_dataloader(data, self.args.eval_batch_size, self._get_eval_sampler(data))
+        return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        if isinstance(test_dataset, DeviceImages):
+            return self._device_dataloader(test_dataset, self.args.eval_batch_size,
+                                           self._get_eval_sampler(test_dataset))
+        return super().get_test_dataloader(test_dataset)
+
+    def _device_dataloader(self, data: DeviceImages, batch_size: int, sampler):
+        """Batches of a :class:`DeviceImages` split, built on the device by index (no workers, no host copies)."""
+        from torch.utils.data import DataLoader
+
+        data.to(self.args.device)
+        return self.accelerator.prepare(DataLoader(
+            data, batch_size=batch_size, sampler=sampler, collate_fn=data.collate,
+            drop_last=self.args.dataloader_drop_last, num_workers=0, pin_memory=False))
 
     # ---- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -149,6 +167,7 @@ class BalancedSoftmaxTrainer(Trainer):
             self._nonfinite.observe(self.state.global_step + 1, **{"training loss": loss})
         else:
             loss = F.cross_entropy(logits.float(), labels)  # inference-time model: raw logits, no prior
+            logits = _own(logits)
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -157,7 +176,7 @@ class BalancedSoftmaxTrainer(Trainer):
         # Unlabelled data (trainer.predict on new images): timm models take the pixels positionally.
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            logits = model(self._pixels(inputs))
+            logits = _own(model(self._pixels(inputs)))
         return (None, None if prediction_loss_only else logits, None)
 
     def _pixels(self, inputs: dict) -> torch.Tensor:
@@ -459,6 +478,13 @@ class _EpochToAugmentation(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor(state.epoch + 1e-9) if state.epoch else 0)
+
+
+def _own(logits: torch.Tensor) -> torch.Tensor:
+    """A copy of evaluation logits that the next forward pass cannot overwrite: a model compiled with CUDA graphs
+    (``torch_compile_mode="reduce-overhead"``) returns its outputs in buffers that the next call reuses, while the
+    evaluation loop keeps each batch's logits until it concatenates them with the next one."""
+    return logits.clone()
 
 
 def fused_optimizer_kwargs(cls, kwargs: dict, device_type: str) -> dict:

@@ -87,3 +87,27 @@ def test_dive_losses_equal_on_the_fast_path_and_the_cpu_path(two_stage_run, tiny
         assert trainer.class_counts == class_counts(raw)  # the fast path reads the counts from its source split
     assert len(losses["device"]) == 3
     assert losses["device"] == [pytest.approx(step, rel=1e-5) for step in losses["cpu"]]
+
+
+def test_evaluation_and_predict_on_the_device_match_the_cpu_path(tiny_data, tiny_splits, tmp_path):
+    """An eval split as DeviceImages(train=False) gives the metrics and predictions of the CPU eval transform."""
+    import timm
+
+    from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
+
+    raw, train, test = tiny_splits
+    cfg = timm.create_model("resnet20_cifar", num_classes=10).pretrained_cfg
+    device_test = DeviceImages(tiny_data["test"], cfg["mean"], cfg["std"], train=False)
+    trainer = BalancedSoftmaxTrainer(model="resnet20_cifar", args=BalancedSoftmaxConfig(**stage_kwargs(
+        tmp_path, max_steps=2, per_device_eval_batch_size=48)), train_dataset=train, eval_dataset=device_test)
+    trainer.train()
+    on_device = trainer.evaluate()
+    on_cpu = trainer.evaluate(eval_dataset=test)
+    for key in ("eval_accuracy", "eval_balanced_accuracy", "eval_many_shot_accuracy", "eval_medium_shot_accuracy",
+                "eval_few_shot_accuracy", "eval_loss"):
+        assert on_device[key] == pytest.approx(on_cpu[key], rel=1e-5), key
+    assert trainer.dataset_info["eval_size"] == len(tiny_data["test"])  # read from the source split
+    predicted = trainer.predict(device_test).predictions
+    expected = trainer.predict(test).predictions
+    assert predicted.shape == (len(tiny_data["test"]), 10)
+    torch.testing.assert_close(torch.as_tensor(predicted), torch.as_tensor(expected), rtol=1e-4, atol=1e-4)

@@ -210,6 +210,46 @@ def test_predict_on_unlabelled_images(two_stage_run, tiny_splits):
     assert out.predictions.shape == (6, 10) and out.label_ids is None
 
 
+class ReusedOutputBuffer(torch.nn.Module):
+    """In eval mode, returns its logits in one buffer that every call overwrites — what a model compiled with CUDA
+    graphs (torch_compile_mode="reduce-overhead") does with its outputs. A CPU stand-in for that GPU behaviour."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.num_classes, self.buffer = model, model.num_classes, None
+
+    def forward(self, x):
+        logits = self.model(x)
+        if self.training:
+            return logits
+        if self.buffer is None or self.buffer.shape != logits.shape:
+            self.buffer = torch.empty_like(logits)
+        return self.buffer.copy_(logits)
+
+
+def test_evaluation_keeps_each_batch_when_the_model_reuses_its_output_buffer(two_stage_run, tiny_splits, tmp_path):
+    import copy
+
+    from dive_hf.data import cifar_transform
+
+    raw, train, test = tiny_splits
+    transform = cifar_transform((0.5,) * 3, (0.25,) * 3, train=False)
+    unlabelled = raw.select(range(40)).with_transform(
+        lambda batch: {"pixel_values": [transform(im.convert("RGB")) for im in batch["image"]]})
+    results = {}
+    for name in ("plain", "reused"):
+        model = copy.deepcopy(two_stage_run["teacher"].model)
+        model = ReusedOutputBuffer(model) if name == "reused" else model
+        trainer = BalancedSoftmaxTrainer(model=model, train_dataset=train, args=BalancedSoftmaxConfig(**stage_kwargs(
+            tmp_path / name, per_device_eval_batch_size=10)))
+        results[name] = (trainer.predict(test), trainer.predict(unlabelled).predictions)
+    plain, reused = results["plain"], results["reused"]
+    assert len(test) > 20  # several batches of the same shape
+    np.testing.assert_allclose(reused[0].predictions, plain[0].predictions, rtol=1e-6)
+    np.testing.assert_allclose(reused[1], plain[1], rtol=1e-6)
+    assert reused[0].metrics["test_accuracy"] == plain[0].metrics["test_accuracy"]
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(args="plain"), TypeError, "needs a BalancedSoftmaxConfig"),
     (dict(batch_eval_metrics=True), ValueError, "batch_eval_metrics=True is not supported"),

@@ -34,11 +34,12 @@ def augment_batch(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
 
 
 class DeviceImages(Dataset):
-    """A ``datasets`` split of equally sized small images as a training set that lives on the device.
+    """A ``datasets`` split of equally sized small images that lives on the device.
 
-    Pass it as ``train_dataset`` to :class:`~dive_hf.BalancedSoftmaxTrainer` / :class:`~dive_hf.DiVETrainer`: the
-    trainer moves it to its device, sets the epoch, and draws batches by index (no DataLoader workers, no copies
-    from the host). ``source`` is the original split (class counts, label names and fingerprint come from it).
+    Pass it as ``train_dataset`` (``train=True``) and/or ``eval_dataset`` (``train=False``) to
+    :class:`~dive_hf.BalancedSoftmaxTrainer` / :class:`~dive_hf.DiVETrainer`, or to ``trainer.predict``: the trainer
+    moves it to its device, sets the epoch, and draws batches by index (no DataLoader workers, no copies from the
+    host). ``source`` is the original split (class counts, label names and fingerprint come from it).
 
     Args:
         dataset: a ``datasets.Dataset`` with an image column and a ``ClassLabel`` column.
@@ -73,6 +74,8 @@ class DeviceImages(Dataset):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.epoch = 0
+        self.offsets = torch.zeros(len(self.images), 2, dtype=torch.long)
+        self.flips = torch.zeros(len(self.images), dtype=torch.bool)
         self._draw()
 
     @property
@@ -80,6 +83,7 @@ class DeviceImages(Dataset):
         return self.images.device
 
     def to(self, device) -> DeviceImages:
+        """Move the split to ``device`` (in place; a no-op where it already is)."""
         for name in ("images", "labels", "mean", "std", "offsets", "flips"):
             setattr(self, name, getattr(self, name).to(device))
         return self
@@ -90,6 +94,8 @@ class DeviceImages(Dataset):
 
     def _draw(self) -> None:
         """Crop offsets and flips of every image for this epoch (one draw, on the device)."""
+        if not self.train:
+            return
         generator = torch.Generator(device=self.device).manual_seed(sample_seed(self.seed, self.epoch, 0))
         n = len(self.images)
         self.offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator, device=self.device)
