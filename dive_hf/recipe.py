@@ -196,7 +196,7 @@ def stage_config(cls, training: dict, recipe: RecipeArguments, stage: str, **ext
     return cls(**kwargs)
 
 
-def device_split(train_raw, model, augment: bool, image_column: str, label_column: str, seed: int):
+def device_split(split, model, augment: bool, image_column: str, label_column: str, seed: int):
     """A split as :class:`~dive_hf.data.DeviceImages` for ``model`` (its input size, mean and std)."""
     from timm.data import resolve_data_config
 
@@ -208,8 +208,13 @@ def device_split(train_raw, model, augment: bool, image_column: str, label_colum
     if size > SMALL_IMAGE_MAX:
         raise ValueError(f"--device_data is the small-image fast path (inputs ≤ {SMALL_IMAGE_MAX} px); "
                          f"{model.default_cfg.get('architecture', type(model).__name__)} takes {size} px")
-    return DeviceImages(train_raw, config["mean"], config["std"], train=augment, padding=size // 8,
+    data = DeviceImages(split, config["mean"], config["std"], train=augment, padding=size // 8,
                         image_column=image_column, label_column=label_column, seed=seed)
+    height, width = data.images.shape[-2:]
+    if (height, width) != (size, size):  # the CPU path would crop/pad them to the model's size; this one cannot
+        raise ValueError(f"--device_data needs images of the model's input size {size}×{size}, but the split's are "
+                         f"{width}×{height}; resize the data or leave out --device_data")
+    return data
 
 
 def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log=print) -> dict:

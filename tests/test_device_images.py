@@ -111,3 +111,14 @@ def test_evaluation_and_predict_on_the_device_match_the_cpu_path(tiny_data, tiny
     expected = trainer.predict(test).predictions
     assert predicted.shape == (len(tiny_data["test"]), 10)
     torch.testing.assert_close(torch.as_tensor(predicted), torch.as_tensor(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_device_data_needs_images_of_the_model_input_size(tiny_data):
+    """The CPU path crops/pads any image to the model's size; the fast path cannot, so it says so."""
+    import timm
+
+    from dive_hf.recipe import device_split
+
+    small = tiny_data["test"].select(range(4)).map(lambda row: {"image": row["image"].resize((28, 28))})
+    with pytest.raises(ValueError, match="input size 32×32, but the split's are 28×28"):
+        device_split(small, timm.create_model("resnet20_cifar", num_classes=10), True, "image", "label", 0)

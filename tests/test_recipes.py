@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -384,6 +385,33 @@ def test_recipe_runs_on_a_copy_of_its_data(recipe, tiny_data, tmp_path):
             assert log["config"]["lr_scheduler_type"] == "multistep" and log["config"]["lr_decay_epochs"] == [120, 160]
         else:
             assert config["label_names"] == ["Abies", "Acer", "Pinus", "Quercus"]
+
+
+def test_device_data_on_two_processes_evaluates_every_test_image_once(tiny_data, tmp_path):
+    """--device_data (train and eval splits on the device) under accelerate launch, 2 processes: the reported
+    accuracy is that of the saved teacher over exactly the 80 test images (none dropped or counted twice by the
+    sharded evaluation, whose last round is uneven)."""
+    import timm
+
+    from dive_hf.data import attach_transform, model_transform
+    from dive_hf.evaluation import predict_logits
+
+    out = tmp_path / "out"
+    _run(ACCELERATE_2, [str(RECIPES / "cifar100_lt.py"), *_cifar_copy(tmp_path, tiny_data), "--device_data",
+                        "--stage", "teacher", "--max_steps", "3", "--global_batch_size", "16",
+                        "--per_device_eval_batch_size", "6", "--many_shot_threshold", "10", "--few_shot_threshold",
+                        "4", "--dataloader_num_workers", "0", "--disable_tqdm", "true", "--output_dir", str(out)])
+    log = json.loads((out / "teacher" / "run_log.json").read_text())
+    assert (log["world_size"], log["status"]) == (2, "complete")
+    reported = json.loads((out / "teacher" / "eval_results.json").read_text())["metrics"]
+    model = timm.create_model(f"local-dir:{out / 'teacher'}", pretrained=True)
+    test = attach_transform(tiny_data["test"], model_transform(model, train=False))
+    logits, labels = predict_logits(model, test, progress=False)
+    n = len(labels)
+    assert n == 80 and n % 12  # 12 images per round over 2 processes: an uneven last round
+    assert reported["eval_accuracy"] == pytest.approx(float((logits.argmax(1) == labels).mean()), abs=1e-9)
+    assert reported["eval_top5_accuracy"] == pytest.approx(
+        float(((logits > logits[np.arange(n), labels][:, None]).sum(1) < 5).mean()), abs=1e-9)
 
 
 def test_command_line_redacts_every_spelling_of_a_token():
