@@ -46,7 +46,8 @@ class BalancedSoftmaxConfig(TrainingArguments):
         logging_nan_inf_filter (`bool`, defaults to `False`):
             transformers' filter that leaves NaN/inf losses out of the logged average. Off here: it reads every
             step's loss on the host (a device synchronisation per step), and dive_hf stops a run with a non-finite
-            loss anyway (naming the step and the last good checkpoint) instead of averaging it away.
+            loss anyway (naming the step and the last good checkpoint) instead of averaging it away. Evaluation
+            losses are not filtered either: a non-finite batch shows as a NaN/inf `eval_loss`.
     """
 
     many_shot_threshold: int = field(

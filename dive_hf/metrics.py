@@ -54,7 +54,7 @@ def long_tail_accuracy(predictions, references, class_counts: Sequence[int], man
         the group's classes that have test images, exactly as classifier-balancing's ``shot_acc`` computes it — on
         the benchmarks' balanced test sets this equals the accuracy over the group's test images; ``None`` for a
         group with no test image, never 0), ``per_class_accuracy`` (list, ``None`` for classes absent from ``references``) and, for scores,
-        ``top5_accuracy``. All fractions in [0, 1]. With scores, top-1 is the first maximal class (``argmax``) and
+        ``top5_accuracy``; and ``num_images``, the number of test images scored. All fractions in [0, 1]. With scores, top-1 is the first maximal class (``argmax``) and
         an image counts for top-5 when fewer than 5 classes score strictly higher than its true class.
 
     Raises:
@@ -83,12 +83,13 @@ def long_tail_accuracy(predictions, references, class_counts: Sequence[int], man
         scored = [per_class[c] for c in members if per_class[c] is not None]
         result[f"{group}_shot_accuracy"] = float(np.mean(scored)) if scored else None
     result["per_class_accuracy"] = per_class
+    result["num_images"] = int(len(references))
     return result
 
 
 class LongTailMetrics:
     """A Trainer ``compute_metrics``: :func:`long_tail_accuracy` as scalars (groups with no test image are left out
-    so that loggers get numbers). The full result of the last call, per-class accuracy included, is kept in
+    so that loggers get numbers; ``num_images`` says how many test images were scored, over all processes). The full result of the last call, per-class accuracy included, is kept in
     ``last``. Trainer has already gathered the predictions of all processes."""
 
     def __init__(self, class_counts: Sequence[int], many_threshold: int = 100, few_threshold: int = 20):
@@ -100,7 +101,7 @@ class LongTailMetrics:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
         self.last = long_tail_accuracy(logits, eval_pred.label_ids, self.class_counts, self.many_threshold,
                                        self.few_threshold)
-        return {k: v for k, v in self.last.items() if isinstance(v, float)}
+        return {k: v for k, v in self.last.items() if isinstance(v, (float, int))}
 
 
 def make_compute_metrics(class_counts: Sequence[int], many_threshold: int = 100, few_threshold: int = 20

@@ -53,8 +53,9 @@ class RecipeArguments:
         "help": "Checkpoint every N epochs (sets save_strategy=steps and save_steps from the epoch length; an "
                 "explicit --save_strategy/--save_steps wins over a recipe's value)."})
     device_data: bool = field(default=False, metadata={
-        "help": "Small-image fast path (inputs ≤ 64 px, e.g. CIFAR): keep the training and evaluation splits on the "
-                "GPU as uint8 and pad-crop-flip-normalise them there (same augmentation as the CPU path)."})
+        "help": "Small-image fast path (inputs ≤ 64 px, e.g. CIFAR, images at the model's input size): keep the "
+                "training and evaluation splits on the GPU as uint8; training batches are padded, cropped, flipped "
+                "and normalised there (same augmentation as the CPU path), evaluation batches normalised."})
     train_augmentation: bool = field(default=True, metadata={
         "help": "Random crop/flip on the training split (--no_train_augmentation: the eval transform)."})
     virtual_examples: bool = field(default=True, metadata={
@@ -198,6 +199,7 @@ def stage_config(cls, training: dict, recipe: RecipeArguments, stage: str, **ext
 
 def device_split(split, model, augment: bool, image_column: str, label_column: str, seed: int):
     """A split as :class:`~dive_hf.data.DeviceImages` for ``model`` (its input size, mean and std)."""
+    import datasets
     from timm.data import resolve_data_config
 
     from .data.device_images import DeviceImages
@@ -208,13 +210,14 @@ def device_split(split, model, augment: bool, image_column: str, label_column: s
     if size > SMALL_IMAGE_MAX:
         raise ValueError(f"--device_data is the small-image fast path (inputs ≤ {SMALL_IMAGE_MAX} px); "
                          f"{model.default_cfg.get('architecture', type(model).__name__)} takes {size} px")
-    data = DeviceImages(split, config["mean"], config["std"], train=augment, padding=size // 8,
+    if len(split):  # checked on the first image, before decoding them all (DeviceImages checks they are equal)
+        first = split[0][image_column]
+        width, height = (datasets.Image().decode_example(first) if isinstance(first, dict) else first).size
+        if (width, height) != (size, size):  # the CPU path crops/pads to the model's size; this one cannot
+            raise ValueError(f"--device_data needs images of the model's input size {size}×{size}, but the split's "
+                             f"are {width}×{height}; resize the data or leave out --device_data")
+    return DeviceImages(split, config["mean"], config["std"], train=augment, padding=size // 8,
                         image_column=image_column, label_column=label_column, seed=seed)
-    height, width = data.images.shape[-2:]
-    if (height, width) != (size, size):  # the CPU path would crop/pad them to the model's size; this one cannot
-        raise ValueError(f"--device_data needs images of the model's input size {size}×{size}, but the split's are "
-                         f"{width}×{height}; resize the data or leave out --device_data")
-    return data
 
 
 def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log=print) -> dict:

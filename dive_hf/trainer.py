@@ -127,7 +127,8 @@ class BalancedSoftmaxTrainer(Trainer):
     def get_train_dataloader(self):
         if isinstance(self.train_dataset, DeviceImages):
             data = self.train_dataset
-            return self._device_dataloader(data, self._train_batch_size, self._get_train_sampler(data))
+            return self._device_dataloader(data, self._train_batch_size, self._get_train_sampler(data),
+                                           self.args.dataloader_drop_last)
         if self._seeded_train is None or self._seeded_train.dataset is not self.train_dataset:
             return super().get_train_dataloader()
         original, self.train_dataset = self.train_dataset, self._seeded_train
@@ -140,23 +141,29 @@ class BalancedSoftmaxTrainer(Trainer):
         data = (self.eval_dataset[eval_dataset] if isinstance(eval_dataset, str)
                 else eval_dataset if eval_dataset is not None else self.eval_dataset)
         if isinstance(data, DeviceImages):
-            return self._device_dataloader(data, self.args.eval_batch_size, self._get_eval_sampler(data))
+            return self._device_eval_dataloader(data)
         return super().get_eval_dataloader(eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
         if isinstance(test_dataset, DeviceImages):
-            return self._device_dataloader(test_dataset, self.args.eval_batch_size,
-                                           self._get_eval_sampler(test_dataset))
+            return self._device_eval_dataloader(test_dataset)
         return super().get_test_dataloader(test_dataset)
 
-    def _device_dataloader(self, data: DeviceImages, batch_size: int, sampler):
+    def _device_eval_dataloader(self, data: DeviceImages):
+        """Every image once, in order, never augmented (``dataloader_drop_last`` is for training batches)."""
+        if data.train:
+            raise ValueError("a DeviceImages split built with train=True (random crops and flips) was given for "
+                             "evaluation or prediction; build it with DeviceImages(..., train=False)")
+        return self._device_dataloader(data, self.args.eval_batch_size, self._get_eval_sampler(data), False)
+
+    def _device_dataloader(self, data: DeviceImages, batch_size: int, sampler, drop_last: bool):
         """Batches of a :class:`DeviceImages` split, built on the device by index (no workers, no host copies)."""
         from torch.utils.data import DataLoader
 
         data.to(self.args.device)
         return self.accelerator.prepare(DataLoader(
-            data, batch_size=batch_size, sampler=sampler, collate_fn=data.collate,
-            drop_last=self.args.dataloader_drop_last, num_workers=0, pin_memory=False))
+            data, batch_size=batch_size, sampler=sampler, collate_fn=data.collate, drop_last=drop_last,
+            num_workers=0, pin_memory=False))
 
     # ---- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -167,7 +174,8 @@ class BalancedSoftmaxTrainer(Trainer):
             self._nonfinite.observe(self.state.global_step + 1, **{"training loss": loss})
         else:
             loss = F.cross_entropy(logits.float(), labels)  # inference-time model: raw logits, no prior
-            logits = _own(logits)
+            if return_outputs:
+                logits = _own(logits)
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -483,7 +491,8 @@ class _EpochToAugmentation(TrainerCallback):
 def _own(logits: torch.Tensor) -> torch.Tensor:
     """A copy of evaluation logits that the next forward pass cannot overwrite: a model compiled with CUDA graphs
     (``torch_compile_mode="reduce-overhead"``) returns its outputs in buffers that the next call reuses, while the
-    evaluation loop keeps each batch's logits until it concatenates them with the next one."""
+    evaluation loop keeps each batch's logits until it concatenates them with the next one. (transformers 5.24
+    evaluates the compiled model only in a trainer that has not trained; after training it evaluates the eager one.)"""
     return logits.clone()
 
 

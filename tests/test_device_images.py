@@ -107,6 +107,9 @@ def test_evaluation_and_predict_on_the_device_match_the_cpu_path(tiny_data, tiny
                 "eval_few_shot_accuracy", "eval_loss"):
         assert on_device[key] == pytest.approx(on_cpu[key], rel=1e-5), key
     assert trainer.dataset_info["eval_size"] == len(tiny_data["test"])  # read from the source split
+    with pytest.raises(ValueError, match=r"built with train=True .* build it with DeviceImages\(\.\.\., train=False\)"):
+        trainer.evaluate(eval_dataset=DeviceImages(tiny_data["test"], cfg["mean"], cfg["std"]))
+    assert on_device["eval_num_images"] == len(tiny_data["test"])
     predicted = trainer.predict(device_test).predictions
     expected = trainer.predict(test).predictions
     assert predicted.shape == (len(tiny_data["test"]), 10)

@@ -18,6 +18,7 @@ def test_group_accuracy_is_the_mean_per_class_accuracy_like_shot_acc():
     assert out["few_shot_accuracy"] == pytest.approx((1 + 1 / 3) / 2)
     assert out["per_class_accuracy"] == pytest.approx([0.5, 1.0, 1.0, 0.5, 1.0, 1 / 3])
     assert out["balanced_accuracy"] == pytest.approx(np.mean([0.5, 1.0, 1.0, 0.5, 1.0, 1 / 3]))
+    assert out["num_images"] == 10
 
 
 def test_empty_group_is_none_not_zero():

@@ -409,6 +409,7 @@ def test_device_data_on_two_processes_evaluates_every_test_image_once(tiny_data,
     logits, labels = predict_logits(model, test, progress=False)
     n = len(labels)
     assert n == 80 and n % 12  # 12 images per round over 2 processes: an uneven last round
+    assert reported["eval_num_images"] == n  # gathered from both processes, padding dropped
     assert reported["eval_accuracy"] == pytest.approx(float((logits.argmax(1) == labels).mean()), abs=1e-9)
     assert reported["eval_top5_accuracy"] == pytest.approx(
         float(((logits > logits[np.arange(n), labels][:, None]).sum(1) < 5).mean()), abs=1e-9)

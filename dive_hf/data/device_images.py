@@ -1,4 +1,4 @@
-"""The small-image fast path: a training split held on the accelerator as one uint8 tensor, augmented there.
+"""The small-image fast path: a split held on the accelerator as one uint8 tensor, augmented there for training.
 
 At CIFAR scale a training step is bound by kernel launches, not arithmetic, and the usual pipeline (PIL decode,
 torchvision crop/flip per image, collate, host-to-device copy) adds its own cost per image. :class:`DeviceImages`
