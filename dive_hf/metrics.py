@@ -53,9 +53,10 @@ def long_tail_accuracy(predictions, references, class_counts: Sequence[int], man
         ``many_shot_accuracy``, ``medium_shot_accuracy``, ``few_shot_accuracy`` (the mean per-class accuracy of
         the group's classes that have test images, exactly as classifier-balancing's ``shot_acc`` computes it — on
         the benchmarks' balanced test sets this equals the accuracy over the group's test images; ``None`` for a
-        group with no test image, never 0), ``per_class_accuracy`` (list, ``None`` for classes absent from ``references``) and, for scores,
-        ``top5_accuracy``; and ``num_images``, the number of test images scored. All fractions in [0, 1]. With scores, top-1 is the first maximal class (``argmax``) and
-        an image counts for top-5 when fewer than 5 classes score strictly higher than its true class.
+        group with no test image, never 0), ``per_class_accuracy`` (list, ``None`` for classes absent from
+        ``references``), for scores ``top5_accuracy``, and ``num_images`` (the number of test images scored). All
+        fractions in [0, 1]. With scores, top-1 is the first maximal class (``argmax``) and an image counts for
+        top-5 when fewer than 5 classes score strictly higher than its true class.
 
     Raises:
         ValueError: empty input, lengths that differ, a label outside ``class_counts``, a count ≤ 0, or
@@ -89,8 +90,9 @@ def long_tail_accuracy(predictions, references, class_counts: Sequence[int], man
 
 class LongTailMetrics:
     """A Trainer ``compute_metrics``: :func:`long_tail_accuracy` as scalars (groups with no test image are left out
-    so that loggers get numbers; ``num_images`` says how many test images were scored, over all processes). The full result of the last call, per-class accuracy included, is kept in
-    ``last``. Trainer has already gathered the predictions of all processes."""
+    so that loggers get numbers; ``num_images`` says how many test images were scored, over all processes). The full
+    result of the last call, per-class accuracy included, is kept in ``last``. Trainer has already gathered the
+    predictions of all processes."""
 
     def __init__(self, class_counts: Sequence[int], many_threshold: int = 100, few_threshold: int = 20):
         self.class_counts = list(class_counts)
