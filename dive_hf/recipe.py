@@ -250,18 +250,15 @@ def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log
         raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
     label_column, image_column = data.split_label_column, data.split_image_column
     probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes)
-    if recipe.device_data:
-        train = device_split(train_raw, probe, recipe.train_augmentation, image_column, label_column,
-                             training.get("seed", 42))
-    else:
-        train = attach_transform(train_raw, model_transform(probe, train=recipe.train_augmentation), image_column,
-                                 label_column)
-    if eval_raw is None:
-        test = None
-    elif recipe.device_data:
-        test = device_split(eval_raw, probe, False, image_column, label_column, training.get("seed", 42))
-    else:
-        test = attach_transform(eval_raw, model_transform(probe, train=False), image_column, label_column)
+
+    def prepare(split, model, augment: bool):
+        """The split as the model takes it: on the device (--device_data) or transformed on the fly."""
+        if recipe.device_data:
+            return device_split(split, model, augment, image_column, label_column, training.get("seed", 42))
+        return attach_transform(split, model_transform(model, train=augment), image_column, label_column)
+
+    train = prepare(train_raw, probe, recipe.train_augmentation)
+    test = prepare(eval_raw, probe, False) if eval_raw is not None else None
     del probe
     steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
                                 / batch["accumulation"])
