@@ -37,3 +37,15 @@ def test_timm_interface():
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 64)
     features = timm.create_model("resnet20_cifar", features_only=True, out_indices=(1, 2, 3))
     assert [f.shape[1] for f in features(torch.randn(1, 3, 32, 32))] == [16, 32, 64]
+
+
+def test_state_dict_names_are_stable():
+    """Saved checkpoints name their weights this way; a rename would make them load silently wrong or not at all."""
+    keys = list(timm.create_model("resnet32_cifar", num_classes=100).state_dict())
+    assert len(keys) == 188  # stem conv + bn (6 entries), 15 blocks × 12, classifier (2)
+    assert keys[:6] == ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                        "bn1.num_batches_tracked"]
+    assert keys[6:12] == ["stages.0.0.conv1.weight", "stages.0.0.bn1.weight", "stages.0.0.bn1.bias",
+                          "stages.0.0.bn1.running_mean", "stages.0.0.bn1.running_var",
+                          "stages.0.0.bn1.num_batches_tracked"]
+    assert keys[-3:] == ["stages.2.4.bn2.num_batches_tracked", "fc.weight", "fc.bias"]
