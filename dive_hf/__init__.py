@@ -8,11 +8,11 @@ from . import models  # noqa: E402,F401 — registers the CIFAR ResNets with tim
 from .config import BalancedSoftmaxConfig, DiVEConfig  # noqa: E402
 from .losses import balanced_softmax_cross_entropy, dive_loss, virtual_targets  # noqa: E402
 from .metrics import LongTailAccuracy, LongTailMetrics, long_tail_accuracy, make_compute_metrics  # noqa: E402
-from .trainer import BalancedSoftmaxTrainer, DiVETrainer  # noqa: E402
+from .trainer import BalancedSoftmaxTrainer, CrossEntropyTrainer, DiVETrainer  # noqa: E402
 from .virtual_examples import virtual_example_distribution  # noqa: E402
 
 __all__ = [
-    "BalancedSoftmaxConfig", "BalancedSoftmaxTrainer", "DiVEConfig", "DiVETrainer", "LongTailAccuracy",
+    "BalancedSoftmaxConfig", "BalancedSoftmaxTrainer", "CrossEntropyTrainer", "DiVEConfig", "DiVETrainer", "LongTailAccuracy",
     "LongTailMetrics", "balanced_softmax_cross_entropy", "dive_loss", "long_tail_accuracy", "make_compute_metrics",
     "virtual_example_distribution", "virtual_targets", "__version__",
 ]

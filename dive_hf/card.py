@@ -59,7 +59,8 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
                    metric_value=round(100 * metrics[f"eval_{key}"], 2))
         for key, name in _METRICS if metrics.get(f"eval_{key}") is not None
     ]
-    tags = ["image-classification", "timm", "long-tail", "dive-hf", "balanced-softmax"]
+    tags = ["image-classification", "timm", "long-tail", "dive-hf"] + (["balanced-softmax"] if stage != "baseline"
+                                                                       else ["cross-entropy-baseline"])
     if stage == "student":
         tags += ["knowledge-distillation", "dive"]
     card_data = ModelCardData(
@@ -71,14 +72,21 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
     is_hub_id = teacher_id.count("/") == 1 and not Path(teacher_id).exists()
     groups = dive.get("shot_group_sizes", {"many": "?", "medium": "?", "few": "?"})
     if stage == "student":
+        tau_s = dive.get("student_temperature")
         method = (f"a DiVE student distilled from a Balanced-Softmax teacher's virtual examples "
-                  f"(τ = {dive.get('temperature')}, p = {dive.get('power')}, α = {dive.get('alpha')}).")
+                  f"(τ = {dive.get('temperature')}, p = {dive.get('power')}, α = {dive.get('alpha')}"
+                  + (f", student temperature τ_s = {tau_s}" if tau_s not in (None, dive.get("temperature")) else "")
+                  + ").")
+    elif stage == "baseline":
+        method = ("plain cross-entropy, no long-tail correction: the baseline that Balanced Softmax and DiVE are "
+                  "compared against.")
     else:
         method = "Balanced Softmax cross-entropy (the log class prior is added to the logits during training only)."
     card = ModelCard.from_template(
         card_data, template_path=str(TEMPLATE),
         model_name=repo_id.split("/")[-1],
-        stage_title="DiVE student" if stage == "student" else "Balanced-Softmax teacher",
+        stage_title={"student": "DiVE student", "baseline": "cross-entropy baseline"}.get(
+            stage, "Balanced-Softmax teacher"),
         method_sentence=method,
         num_classes=config.get("num_classes"),
         architecture=config.get("architecture"),
@@ -125,7 +133,7 @@ def render_release_card(source: dict, eval_results: dict | None) -> str:
     dive = {"stage": source["stage"], "dataset": {"name": source["dataset"].get("name"),
                                                   "eval_split": source["dataset"].get("split")}}
     if source["stage"] == "student":
-        dive.update({k: source.get(k) for k in ("temperature", "power", "alpha")})
+        dive.update({k: source.get(k) for k in ("temperature", "power", "alpha", "student_temperature")})
         dive["teacher"] = {"repo_id": source.get("teacher_repo_id"), "name_or_path": source.get("teacher_repo_id"),
                            "architecture": source["backbone"]}
     metrics = {}

@@ -43,6 +43,10 @@ class BalancedSoftmaxConfig(TrainingArguments):
         seeded_augmentation (`bool`, defaults to `True`):
             Draw each training image's random augmentation from RNGs seeded by (seed, epoch, image index), so that
             a run gives the same batches on 1 or N processes, with any number of workers, and after resuming.
+        allow_changed_settings_on_resume (`bool`, defaults to `False`):
+            Resume a checkpoint although τ, p, α, τ_s, the class counts, the imbalance factor or the seed differ from
+            what it was trained with (refused otherwise: the card would claim the new values for the whole run).
+            The changes are recorded in `run_log.json`, `config.json` and the card.
         logging_nan_inf_filter (`bool`, defaults to `False`):
             transformers' filter that leaves NaN/inf losses out of the logged average. Off here: it reads every
             step's loss on the host (a device synchronisation per step), and dive_hf stops a run with a non-finite
@@ -72,6 +76,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
     seeded_augmentation: bool = field(default=True, metadata={
         "help": "Random augmentation seeded per (seed, epoch, image): identical on any number of processes and "
                 "workers, and after resuming."})
+    allow_changed_settings_on_resume: bool = field(default=False, metadata={
+        "help": "Resume although τ, p, α, τ_s, class counts, imbalance factor or seed changed (recorded in the run "
+                "log and the card); refused otherwise."})
     logging_nan_inf_filter: bool = field(default=False, metadata={
         "help": "Leave NaN/inf losses out of the logged average (reads the loss on the host every step). dive_hf "
                 "stops a run with a non-finite loss anyway."})
@@ -130,6 +137,11 @@ class DiVEConfig(BalancedSoftmaxConfig):
             p, the power normalisation of the teacher's softened predictions (p = 1 is ordinary distillation).
         alpha (`float`, defaults to `0.5`):
             α ∈ [0, 1], the weight of the distillation term (α = 0 is plain Balanced Softmax).
+        student_temperature (`float`, *optional*):
+            τ_s, the temperature of the student's softmax in the KL term (weighted by τ_s²); unset means τ, the
+            paper's loss. With power normalisation the targets ``softmax(p·t/τ)`` sit at the effective temperature
+            τ/p while the student stays at τ_s: raising τ_s is what a third-party reproduction found moves tail
+            accuracy.
         teacher_model_name_or_path (`str`):
             The stage-1 output folder or a Hub repo id of the teacher (required).
         teacher_revision (`str`, *optional*):
@@ -139,6 +151,8 @@ class DiVEConfig(BalancedSoftmaxConfig):
     temperature: float = field(default=3.0, metadata={"help": "τ > 0: distillation temperature."})
     power: float = field(default=0.5, metadata={"help": "p > 0: power normalisation of the virtual targets."})
     alpha: float = field(default=0.5, metadata={"help": "α in [0, 1]: weight of the distillation term."})
+    student_temperature: float | None = field(default=None, metadata={
+        "help": "τ_s > 0: the student's softmax temperature in the KL term (default: τ, the paper's loss)."})
     teacher_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Teacher: a stage-1 output folder or a Hub repo id (required)."})
     teacher_revision: str | None = field(
@@ -146,9 +160,12 @@ class DiVEConfig(BalancedSoftmaxConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.temperature > 0:
-            raise ValueError(f"temperature (τ) must be > 0, got temperature={self.temperature!r}")
-        if not self.power > 0:
+        if not 0 < self.temperature < float("inf"):
+            raise ValueError(f"temperature (τ) must be > 0 and finite, got temperature={self.temperature!r}")
+        if self.student_temperature is not None and not 0 < self.student_temperature < float("inf"):
+            raise ValueError(f"student_temperature (τ_s) must be > 0 and finite, got "
+                             f"student_temperature={self.student_temperature!r}")
+        if not 0 < self.power < float("inf"):
             raise ValueError(f"power (p) must be > 0, got power={self.power!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha (α) must be in [0, 1], got alpha={self.alpha!r}")

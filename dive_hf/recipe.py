@@ -10,35 +10,40 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
-import json
-import math
-import os
 import sys
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
 
-from .atomic import write_json
-from .config import BalancedSoftmaxConfig, DiVEConfig
-from .data.sources import DataArguments, load_splits
-from .resume import resume_point
-from .run_log import describe_batch
+from .config import DiVEConfig
+from .data.sources import DataArguments
+from .runner import describe_effective_batch, device_split, resolve_batch, run_recipe, stage_config  # noqa: F401
 
 __all__ = ["RecipeArguments", "RecipeParser", "run_recipe", "recipe_main"]
 
-STAGES = ("teacher", "student", "all")
+STAGES = ("baseline", "teacher", "student", "all")
 
 
 @dataclass
 class RecipeArguments:
     """What a recipe runs (the data and the training hyper-parameters have their own flags)."""
 
-    stage: str = field(default="all", metadata={
-        "help": "teacher (stage 1), student (stage 2, from --teacher_model_name_or_path or OUTPUT_DIR/teacher) or "
-                "all (both, in one launch).", "choices": list(STAGES)})
+    stage: list[str] = field(default_factory=lambda: ["all"], metadata={
+        "help": "What to train: teacher (stage 1, Balanced Softmax), student (stage 2, DiVE, from "
+                "--teacher_model_name_or_path or OUTPUT_DIR/teacher), all (= teacher student) and/or baseline (plain "
+                "cross-entropy, same recipe: the paper's CE row), e.g. --stage baseline all.", "choices": list(STAGES),
+        "nargs": "+"})
+    sweep: list[str] | None = field(default=None, metadata={
+        "help": "Students to distil, each 'τ,p' or 'τ,p,τ_s' (e.g. --sweep 3,0.5 2,0.5 6,1): each trains into its "
+                "own OUTPUT_DIR/student_t<τ>_p<p>[_ts<τ_s>]/ and the table compares them (instead of --temperature, "
+                "--power, --student_temperature).", "nargs": "+"})
+    student_dir: str | None = field(default=None, metadata={
+        "help": "Folder name of the student under --output_dir (default: student), e.g. to keep a second τ/p "
+                "beside the first."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace complete or unfinished stage folders of this launch (never done without it)."})
     arch: str = field(default="resnet32_cifar", metadata={"help": "Any timm architecture (teacher and student)."})
     global_batch_size: int | None = field(default=None, metadata={
         "help": "Training batch over all processes and accumulation steps; sets per_device_train_batch_size = "
@@ -65,8 +70,21 @@ class RecipeArguments:
     student_repo_id: str | None = field(default=None, metadata={"help": "Hub repo of the student (--push_to_hub)."})
 
     def __post_init__(self):
-        if self.stage not in STAGES:
-            raise ValueError(f"stage={self.stage!r}: choose one of {', '.join(STAGES)}")
+        if isinstance(self.stage, str):  # a YAML "stage: all"
+            self.stage = self.stage.split()
+        for stage in self.stage:
+            if stage not in STAGES:
+                raise ValueError(f"stage={stage!r}: choose from {', '.join(STAGES)}")
+        if self.student_dir is not None and (not self.student_dir or Path(self.student_dir).name != self.student_dir
+                                             or self.student_dir in (".", "..", "teacher", "baseline")):
+            raise ValueError(f"--student_dir {self.student_dir!r}: a plain folder name other than teacher/baseline, "
+                             f"e.g. student_t6_p1")
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages to train, in order (``all`` = teacher, student)."""
+        wanted = {s for stage in self.stage for s in (("teacher", "student") if stage == "all" else (stage,))}
+        return tuple(s for s in ("baseline", "teacher", "student") if s in wanted)
 
 
 def _coerce(action: argparse.Action, value, source: str):
@@ -159,191 +177,25 @@ def _yield_to_explicit(recipe: RecipeArguments, explicit: set[str]) -> None:
             setattr(recipe, f"{what}_every_epochs", None)
 
 
-# ---- batch and learning rate --------------------------------------------------------------------------------------
-def resolve_batch(recipe: RecipeArguments, training: dict, world_size: int) -> dict:
-    """Per-device batch and learning rate for ``world_size`` processes; returns a description of what was done."""
-    accumulation = training.get("gradient_accumulation_steps") or 1
-    if recipe.global_batch_size:
-        per_process = world_size * accumulation
-        if recipe.global_batch_size % per_process:
-            raise ValueError(f"global_batch_size={recipe.global_batch_size} is not divisible by {world_size} "
-                             f"processes × {accumulation} accumulation steps")
-        training["per_device_train_batch_size"] = recipe.global_batch_size // per_process
-    effective = training["per_device_train_batch_size"] * world_size * accumulation
-    base_lr = training["learning_rate"]
-    if recipe.lr_reference_batch:
-        training["learning_rate"] = base_lr * effective / recipe.lr_reference_batch
-    return {"world_size": world_size, "per_device": training["per_device_train_batch_size"],
-            "accumulation": accumulation, "effective": effective, "base_lr": base_lr,
-            "learning_rate": training["learning_rate"], "reference": recipe.lr_reference_batch}
-
-
-def describe_effective_batch(b: dict) -> str:
-    line = (f"effective batch {b['effective']} = {describe_batch(b['per_device'], b['world_size'], b['accumulation'])}"
-            f"; learning rate {b['learning_rate']:g}")
-    if b["reference"]:
-        line += f" (= {b['base_lr']:g} × {b['effective']}/{b['reference']}, linear scaling)"
-    return line
-
-
-# ---- stages -------------------------------------------------------------------------------------------------------
-def stage_config(cls, training: dict, recipe: RecipeArguments, stage: str, **extra):
-    """The ``BalancedSoftmaxConfig``/``DiVEConfig`` of one stage: shared values, ``OUTPUT_DIR/<stage>``, its repo."""
-    names = {f.name for f in fields(cls) if f.init}
-    kwargs = {k: v for k, v in training.items() if k in names}
-    repo_id = recipe.teacher_repo_id if stage == "teacher" else recipe.student_repo_id
-    kwargs.update(output_dir=str(Path(training["output_dir"]) / stage), resume_from_checkpoint=None,
-                  hub_model_id=repo_id if training.get("push_to_hub") else None, **extra)
-    return cls(**kwargs)
-
-
-def device_split(split, model, augment: bool, image_column: str, label_column: str, seed: int):
-    """A split as :class:`~dive_hf.data.DeviceImages` for ``model`` (its input size, mean and std)."""
-    import datasets
-    from timm.data import resolve_data_config
-
-    from .data.device_images import DeviceImages
-    from .data.transforms import SMALL_IMAGE_MAX
-
-    config = resolve_data_config({}, model=model)
-    size = config["input_size"][-1]
-    if size > SMALL_IMAGE_MAX:
-        raise ValueError(f"--device_data is the small-image fast path (inputs ≤ {SMALL_IMAGE_MAX} px); "
-                         f"{model.default_cfg.get('architecture', type(model).__name__)} takes {size} px")
-    if len(split):  # checked on the first image, before decoding them all (DeviceImages checks they are equal)
-        first = split[0][image_column]
-        width, height = (datasets.Image().decode_example(first) if isinstance(first, dict) else first).size
-        if (width, height) != (size, size):  # the CPU path crops/pads to the model's size; this one cannot
-            raise ValueError(f"--device_data needs images of the model's input size {size}×{size}, but the split's "
-                             f"are {width}×{height}; resize the data or leave out --device_data")
-    return DeviceImages(split, config["mean"], config["std"], train=augment, padding=size // 8,
-                        image_column=image_column, label_column=label_column, seed=seed)
-
-
-def run_recipe(recipe: RecipeArguments, data: DataArguments, training: dict, log=print) -> dict:
-    """Train the requested stage(s), evaluate, write the stage folders, the table and ``results.json``."""
-    import torch
-
-    from .data.long_tail import class_counts, shot_groups
-    from .data.transforms import attach_transform, model_transform
-    from .models import create_timm_model
-    from .report import format_results
-    from .trainer import BalancedSoftmaxTrainer, DiVETrainer
-    from .virtual_examples import format_virtual_examples, teacher_report, write_virtual_examples
-
-    start = time.time()
-    training = dict(training)
-    if not torch.cuda.is_available():
-        training["use_cpu"] = True  # also what makes N CPU processes train with DDP over gloo
-        training["dataloader_pin_memory"] = False
-    if training.get("push_to_hub"):  # before any work: both repo ids of the stages to run
-        for stage in ("teacher", "student"):
-            if recipe.stage in (stage, "all") and not getattr(recipe, f"{stage}_repo_id"):
-                raise ValueError(f"--push_to_hub needs --{stage}_repo_id (user_or_org/name)")
-    batch = resolve_batch(recipe, training, int(os.environ.get("WORLD_SIZE", "1")))
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    say = log if main_process else (lambda *a, **k: None)
-    say(describe_effective_batch(batch))
-
-    train_raw, eval_raw = load_splits(data)
-    if train_raw is None:
-        raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
-    label_column, image_column = data.split_label_column, data.split_image_column
-    probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes)
-
-    def prepare(split, model, augment: bool):
-        """The split as the model takes it: on the device (--device_data) or transformed on the fly."""
-        if recipe.device_data:
-            return device_split(split, model, augment, image_column, label_column, training.get("seed", 42))
-        return attach_transform(split, model_transform(model, train=augment), image_column, label_column)
-
-    train = prepare(train_raw, probe, recipe.train_augmentation)
-    test = prepare(eval_raw, probe, False) if eval_raw is not None else None
-    del probe
-    steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
-                                / batch["accumulation"])
-    for what, every in (("eval", recipe.eval_every_epochs if test is not None else None),
-                        ("save", recipe.save_every_epochs)):
-        if every:
-            training.update({f"{what}_strategy": "steps", f"{what}_steps": max(1, round(every * steps_per_epoch))})
-
-    output_dir = Path(training["output_dir"])
-    configs = {}
-    if recipe.stage in ("teacher", "all"):
-        configs["teacher"] = stage_config(BalancedSoftmaxConfig, training, recipe, "teacher")
-    if recipe.stage in ("student", "all"):
-        teacher_path = training.get("teacher_model_name_or_path") if recipe.stage == "student" else None
-        configs["student"] = stage_config(DiVEConfig, training, recipe, "student",
-                                          teacher_model_name_or_path=teacher_path or str(output_dir / "teacher"))
-    first = next(iter(configs.values()))
-    if first.world_size != batch["world_size"]:
-        raise RuntimeError(f"WORLD_SIZE says {batch['world_size']} processes but the run has {first.world_size}")
-    run_config = {"recipe": vars(recipe), "data": vars(data), "batch": batch}
-
-    results = {}
-    for stage, args in configs.items():
-        folder = Path(args.output_dir)
-        resume = resume_point(training.get("resume_from_checkpoint"), folder, recipe.stage != "all")
-        if resume == "complete":
-            say(f"{stage}: {folder} is complete; not training it again (--resume_from_checkpoint)")
-            report = folder / "eval_results.json"
-            results[stage] = json.loads(report.read_text())["metrics"] if report.is_file() else {}
-            if args.push_to_hub and main_process:  # a push that failed last time is retried (unchanged files skip)
-                from .hub import push_folder
-
-                push_folder(folder, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
-            continue
-        trainer_cls = BalancedSoftmaxTrainer if stage == "teacher" else DiVETrainer
-        trainer = trainer_cls(model=recipe.arch, args=args, train_dataset=train, eval_dataset=test,
-                              label_column=label_column, run_config=run_config)
-        if stage == "student" and recipe.virtual_examples and main_process:
-            with torch.random.fork_rng(devices=[]):  # the report must not shift the student's random augmentation
-                results["virtual_examples"] = teacher_report(
-                    trainer.teacher.model, train_raw, [args.temperature], [args.power], args.many_shot_threshold,
-                    args.few_shot_threshold, batch_size=args.per_device_eval_batch_size, device=str(args.device),
-                    num_workers=args.dataloader_num_workers, label_column=label_column, image_column=image_column,
-                    progress=False)
-            write_virtual_examples(results["virtual_examples"], output_dir)
-        if resume:
-            say(f"{stage}: resuming from {resume}")
-        trainer.train(resume_from_checkpoint=resume)
-        # With an eval strategy the Trainer has just evaluated the final step: use that instead of a second pass.
-        final = (trainer.latest_eval_metrics() if trainer.last_eval_step == trainer.state.global_step
-                 and not args.load_best_model_at_end else {})
-        results[stage] = (final or trainer.evaluate()) if test is not None else {}
-        trainer.save_model()
-
-    args = first
-    counts = class_counts(train_raw, label_column)
-    groups = shot_groups(counts, args.many_shot_threshold, args.few_shot_threshold)
-    names = {"teacher": "teacher (BSCE)", "student": "student (DiVE)"}
-    student = configs.get("student")
-    title = (f"{recipe.arch} on {data.dataset or data.train_list or data.inat_train_json}"
-             + (f", τ={student.temperature} p={student.power} α={student.alpha}" if student else "")
-             + (f"; evaluated on {len(test):,} images" if test is not None else "; no evaluation split"))
-    results["table"] = format_results({names[s]: results[s] for s in configs}, counts, groups,
-                                      args.many_shot_threshold, args.few_shot_threshold, title)
-    if "virtual_examples" in results:
-        results["table"] += "\n\n" + format_virtual_examples(results["virtual_examples"])
-    results["wall_time_s"] = round(time.time() - start, 1)
-    results["main_process"] = main_process
-    if main_process:
-        write_json(output_dir / "results.json", {**{s: results[s] for s in configs},
-                                                 "wall_time_s": results["wall_time_s"], "batch": batch})
-    return results
-
-
 def recipe_main(parser: RecipeParser, argv: list[str] | None = None) -> int:
-    """Parse, run, print the many/medium/few table (main process only)."""
+    """Parse, run, print the many/medium/few table (main process only). An expected error — a bad flag or value, a
+    missing file, a refused plan, a diverged run — is one line ``prog: error: …`` (exit code 2 for bad input, 1 for
+    a failure; a traceback with ``--debug`` or ``DIVE_HF_DEBUG=1``); a preempted run exits 143 after its checkpoint."""
+    from .errors import run_main
+
+    return run_main(lambda args: _recipe_main(parser, args), parser.prog, argv)
+
+
+def _recipe_main(parser: RecipeParser, argv: list[str]) -> int:
+    from .preemption import TrainingInterrupted
+
+    recipe, data, training = parser.parse(argv)
     try:
-        recipe, data, training = parser.parse(argv)
-    except (ValueError, FileNotFoundError) as e:  # a bad flag or config value: say so, without a traceback
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
-    results = run_recipe(recipe, data, training)
+        results = run_recipe(recipe, data, training)
+    except TrainingInterrupted as e:
+        print(f"{parser.prog}: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
     if results["main_process"]:
         print("\n" + results["table"])
-        folders = " and ".join(str(Path(training["output_dir"]) / s) for s in ("teacher", "student")
-                               if s in results)
-        print(f"\nwrote {folders} (Hub-ready) in {results['wall_time_s']} s")
+        print(f"\nwrote {', '.join(results['folders'])} (Hub-ready) in {results['wall_time_s']} s")
     return 0

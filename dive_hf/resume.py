@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
 from .run_log import RUN_LOG_NAME
 
-__all__ = ["last_complete_checkpoint", "resume_point", "stage_complete"]
+__all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings"]
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -61,3 +62,58 @@ def resume_point(resume: str | bool | None, folder: str | Path, single_stage: bo
         raise FileNotFoundError(f"--resume_from_checkpoint {resume}: not a complete checkpoint folder (no "
                                 f"trainer_state.json)")
     return str(resume)
+
+
+# ---- settings a checkpoint was trained with --------------------------------------------------------------------------
+#: Settings that define what is being trained: resuming with another value would mix two runs under one name.
+REFUSED = {"stage": "stage", "loss": "loss", "temperature": "τ (temperature)", "power": "p (power)",
+           "alpha": "α (alpha)", "student_temperature": "τ_s (student temperature)",
+           "class_counts": "class counts", "imbalance_factor": "imbalance factor", "seed": "seed"}
+#: Settings a user may legitimately change at resume (more epochs, another batch on other hardware): warned, recorded.
+WARNED = {"per_device_train_batch_size": "per-device batch", "gradient_accumulation_steps": "accumulation steps",
+          "effective_train_batch_size": "effective batch", "learning_rate": "learning rate",
+          "num_train_epochs": "epochs", "weight_decay": "weight decay", "lr_scheduler_type": "lr schedule",
+          "train_fingerprint": "training data (fingerprint)"}
+
+
+def _describe(key: str, value) -> str:
+    if key == "class_counts" and isinstance(value, list):
+        return f"{len(value)} classes, {sum(value):,} images"
+    return repr(value)
+
+
+def recorded_settings(checkpoint: str | Path) -> dict:
+    """The settings a checkpoint folder records (its ``config.json`` ``dive`` block, ``training_args.json`` and
+    ``run_log.json``), flattened to the keys of :data:`REFUSED` and :data:`WARNED`."""
+    checkpoint = Path(checkpoint)
+    dive = (_readable_json(checkpoint / "config.json") or {}).get("dive") or {}
+    args = _readable_json(checkpoint / "training_args.json") or {}
+    log = _readable_json(checkpoint / RUN_LOG_NAME) or {}
+    settings = {k: dive[k] for k in ("stage", "loss", "temperature", "power", "alpha", "student_temperature",
+                                     "class_counts", "imbalance_factor") if k in dive}
+    settings.update({k: args[k] for k in ("seed", "per_device_train_batch_size", "gradient_accumulation_steps",
+                                          "learning_rate", "num_train_epochs", "weight_decay", "lr_scheduler_type")
+                     if k in args})
+    if "effective_train_batch_size" in log:
+        settings["effective_train_batch_size"] = log["effective_train_batch_size"]
+    if (dive.get("dataset") or {}).get("train_fingerprint"):
+        settings["train_fingerprint"] = dive["dataset"]["train_fingerprint"]
+    settings["changed_at_resume"] = list(dive.get("changed_at_resume") or [])
+    return settings
+
+
+def changed_settings(recorded: dict, current: dict) -> tuple[list[str], list[str]]:
+    """``(refused, warned)``: one ``"name: old → new"`` line per setting that differs between a checkpoint's
+    ``recorded`` settings and the ``current`` run's (a setting missing on either side is not compared)."""
+    def diff(names: dict) -> list[str]:
+        lines = []
+        for key, name in names.items():
+            if key in recorded and key in current and recorded[key] != current[key]:
+                old, new = recorded[key], current[key]
+                if isinstance(old, (int, float)) and isinstance(new, (int, float)) and math.isclose(old, new,
+                                                                                                     rel_tol=1e-9):
+                    continue
+                lines.append(f"{name}: {_describe(key, old)} → {_describe(key, new)}")
+        return lines
+
+    return diff(REFUSED), diff(WARNED)

@@ -104,8 +104,11 @@ def training_summary(trainer) -> dict:
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python"),
         "git commit": git_commit() or "not a git checkout",
     }
+    if getattr(trainer, "resume_changes", None):
+        summary["changed at resume"] = "; ".join(trainer.resume_changes)
     if trainer._stage == "student":
-        summary = {**summary, "τ (temperature)": args.temperature, "p (power)": args.power, "α (alpha)": args.alpha}
+        summary = {**summary, "τ (temperature)": args.temperature, "p (power)": args.power, "α (alpha)": args.alpha,
+                   "τ_s (student temperature)": args.student_temperature or args.temperature}
     return summary
 
 
@@ -132,6 +135,7 @@ def run_log(trainer, extra: dict | None = None, status: str = "running", error: 
         "versions": dict(package_versions()),
         "git_commit": git_commit(),
         "global_step": trainer.state.global_step,
+        **({"changed_at_resume": trainer.resume_changes} if getattr(trainer, "resume_changes", None) else {}),
         "config": args.to_dict(),
         **(extra or {}),
     }

@@ -31,12 +31,14 @@ from .losses import balanced_softmax_cross_entropy_from_prior, dive_loss_terms_f
 from .metrics import LongTailMetrics
 from .models import create_timm_model
 from .nonfinite import NonFiniteWatch
-from .resume import last_complete_checkpoint
+from .preemption import GracefulStop, TrainingInterrupted
+from .resume import changed_settings, last_complete_checkpoint, recorded_settings
 from .run_log import RUN_LOG_NAME, run_log, training_summary
+from .stage_plan import check_teacher_safe
 from .schedules import epochs_to_steps, get_multistep_schedule_with_warmup
 from .teacher import FrozenTeacher, check_teacher_matches, load_teacher
 
-__all__ = ["BalancedSoftmaxTrainer", "DiVETrainer"]
+__all__ = ["BalancedSoftmaxTrainer", "CrossEntropyTrainer", "DiVETrainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,9 @@ class BalancedSoftmaxTrainer(Trainer):
         self._checkpoint_eval: tuple[dict, list | None] | None = None
         self.last_eval_step: int | None = None  # global step of that evaluation
         self._nonfinite = NonFiniteWatch()
+        self.graceful_stop = GracefulStop()
+        self.add_callback(self.graceful_stop)
+        self.resume_changes: list[str] = []  # settings changed at a resume (allowed or warned), as recorded
         # Running sums of the logged loss parts since the last log (device tensors: no host sync per step).
         self._loss_parts: dict[str, tuple] = {}
 
@@ -231,14 +236,49 @@ class BalancedSoftmaxTrainer(Trainer):
             result = super().train(resume_from_checkpoint, *args, **kwargs)
             self.raise_if_nonfinite()  # steps after the last log
         except BaseException as e:
-            if self.args.should_save:  # the folder says the run failed, and why
-                write_json(Path(self.args.output_dir) / RUN_LOG_NAME,
-                           run_log(self, self.run_config, status="failed", error=f"{type(e).__name__}: {e}"))
+            self.write_run_log("failed", error=f"{type(e).__name__}: {e}")  # the folder says the run failed, and why
             raise
+        if self.graceful_stop.stopped_at is not None:
+            checkpoint = last_complete_checkpoint(self.args.output_dir)
+            message = (f"stopped by {self.graceful_stop.signal_name} at step {self.graceful_stop.stopped_at} after "
+                       f"saving {checkpoint}; continue with --resume_from_checkpoint last")
+            self.write_run_log("interrupted", error=message)
+            raise TrainingInterrupted(message)
         return result
 
+    def current_settings(self) -> dict:
+        """This run's values of the settings a checkpoint records (compared at resume)."""
+        args, meta = self.args, self.dive_metadata()
+        settings = {k: meta[k] for k in ("stage", "loss", "class_counts", "imbalance_factor", "temperature", "power",
+                                         "alpha", "student_temperature") if k in meta}
+        settings.update(
+            seed=args.seed, per_device_train_batch_size=args.per_device_train_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=args.learning_rate,
+            num_train_epochs=args.num_train_epochs, weight_decay=args.weight_decay,
+            lr_scheduler_type=getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+            effective_train_batch_size=args.per_device_train_batch_size * args.world_size
+            * args.gradient_accumulation_steps)
+        if self.dataset_info.get("train_fingerprint"):
+            settings["train_fingerprint"] = self.dataset_info["train_fingerprint"]
+        return settings
+
     def check_resume(self, checkpoint: str | Path) -> None:
-        """Refuse a checkpoint this run cannot continue (the DiVE stage: one trained with another teacher)."""
+        """Refuse a checkpoint trained with other defining settings (τ, p, α, τ_s, class counts, imbalance factor,
+        seed, stage) unless ``allow_changed_settings_on_resume``; warn about other changes (batch, lr, epochs).
+        Either way the changes are recorded (``resume_changes`` → run log, ``config.json``, card)."""
+        recorded = recorded_settings(checkpoint)
+        refused, warned = changed_settings(recorded, self.current_settings())
+        if refused and not self.args.allow_changed_settings_on_resume:
+            raise ValueError(
+                f"cannot resume {checkpoint}: it was trained with other settings ({'; '.join(refused)}); resuming "
+                f"would mix two runs under the new values. Restore them, start afresh (another --output_dir, or "
+                f"--overwrite), or pass --allow_changed_settings_on_resume (recorded in run_log.json and the card)")
+        step = Path(checkpoint).name.removeprefix("checkpoint-")
+        for line in warned:
+            logger.warning("resuming %s with a changed setting: %s", checkpoint, line)
+        self.resume_changes = recorded["changed_at_resume"] + [
+            f"at step {step}: {line}" + (" (allowed by --allow_changed_settings_on_resume)" if line in refused else "")
+            for line in refused + warned]
 
     @staticmethod
     def get_optimizer_cls_and_kwargs(args, model=None):
@@ -306,6 +346,7 @@ class BalancedSoftmaxTrainer(Trainer):
             "hub_model_id": args.hub_model_id if args.push_to_hub else None,
             "training": training_summary(self),
             "dive_hf_version": __version__,
+            **({"changed_at_resume": self.resume_changes} if self.resume_changes else {}),
         }
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -317,6 +358,44 @@ class BalancedSoftmaxTrainer(Trainer):
         save_checkpoint(model, output_dir, self.class_names, self.dive_metadata(), state_dict)
         write_json(Path(output_dir) / "training_args.json", self.args.to_dict())  # to_dict redacts tokens
         write_json(Path(output_dir) / RUN_LOG_NAME, run_log(self, self.run_config))
+
+    def write_run_log(self, status: str, error: str | None = None, **extra) -> None:
+        """Write ``run_log.json`` of ``args.output_dir`` (main process) with ``status`` and any ``extra`` keys."""
+        if self.args.should_save:
+            write_json(Path(self.args.output_dir) / RUN_LOG_NAME,
+                       run_log(self, {**(self.run_config or {}), **extra}, status=status, error=error))
+
+    def save_trained(self) -> None:
+        """Save the final weights and config *before* the final evaluation, with a run log saying the training is
+        finished (``trained``) and the evaluation pending: a failed evaluation then loses no training, and
+        ``--resume_from_checkpoint last`` only evaluates again."""
+        Trainer.save_model(self, self.args.output_dir, _internal_call=True)
+        self.write_run_log("trained", trained=True)
+        self.accelerator.wait_for_everyone()
+
+    def final_evaluation(self) -> dict:
+        """Metrics of the final model: those of the evaluation the Trainer ran at the last step if there was one
+        (and no best model was loaded since), else a new ``evaluate()``. A failure is recorded in the run log
+        (status ``failed``, weights ``trained``) before it propagates."""
+        try:
+            if (self.last_eval_step == self.state.global_step and self._checkpoint_eval
+                    and not self.args.load_best_model_at_end):
+                return self.latest_eval_metrics()
+            return self.evaluate()
+        except Exception as e:
+            self.write_run_log("failed", error=f"evaluation failed: {type(e).__name__}: {e}", trained=True)
+            raise
+
+    def restore_step_count(self) -> None:
+        """For a trainer built over a folder's final weights (its evaluation to redo): take the global step of the
+        run that trained them from the folder's run log, so the records describe that run."""
+        import json
+
+        try:
+            recorded = json.loads((Path(self.args.output_dir) / RUN_LOG_NAME).read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        self.state.global_step = int(recorded.get("global_step") or 0)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the model; a user-level save also writes ``eval_results.json`` and the model card."""
@@ -393,6 +472,19 @@ class BalancedSoftmaxTrainer(Trainer):
         return None
 
 
+class CrossEntropyTrainer(BalancedSoftmaxTrainer):
+    """The baseline of the paper's tables: plain cross-entropy ``CE(z, y)``, no class prior, same recipe and
+    evaluation (many/medium/few) as the Balanced-Softmax teacher."""
+
+    _stage = "baseline"
+
+    def training_loss(self, logits, labels, inputs):
+        return F.cross_entropy(logits.float(), labels)
+
+    def dive_metadata(self) -> dict:
+        return {**super().dive_metadata(), "loss": "cross_entropy"}
+
+
 class DiVETrainer(BalancedSoftmaxTrainer):
     """Stage 2: distils a student from a frozen Balanced-Softmax teacher's virtual examples.
 
@@ -408,6 +500,8 @@ class DiVETrainer(BalancedSoftmaxTrainer):
     def __init__(self, model=None, args: DiVEConfig | None = None, train_dataset=None, **kwargs):
         if not isinstance(args, DiVEConfig):
             raise TypeError(f"DiVETrainer needs a DiVEConfig (with the teacher and τ, p, α), got {type(args).__name__}")
+        if Path(args.teacher_model_name_or_path).exists():
+            check_teacher_safe(args.teacher_model_name_or_path, Path(args.output_dir))
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self.accelerator.wait_for_everyone()  # a teacher saved by this launch is complete on every process
         teacher, self.teacher_config, self.teacher_sha256 = load_teacher(
@@ -434,9 +528,11 @@ class DiVETrainer(BalancedSoftmaxTrainer):
                                                   mode=args.torch_compile_mode)
 
     def check_resume(self, checkpoint: str | Path) -> None:
-        """A DiVE stage resumes only with the teacher it started with (sha256 of the weights, in the checkpoint)."""
+        """A DiVE stage resumes only with the teacher it started with (sha256 of the weights, in the checkpoint),
+        and with the same settings (see the base class)."""
         import json
 
+        super().check_resume(checkpoint)
         config = Path(checkpoint) / "config.json"
         recorded = None
         if config.is_file():
@@ -452,7 +548,7 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             teacher_logits = self._teacher_forward(self._pixels(inputs))
         args = self.args
         terms = dive_loss_terms_from_prior(logits, teacher_logits, labels, self._log_prior.to(logits.device),
-                                           args.temperature, args.power, args.alpha)
+                                           args.temperature, args.power, args.alpha, args.student_temperature)
         self._record(loss_hard=terms.hard, loss_distill=terms.distill)
         self._nonfinite.observe(self.state.global_step + 1, **{
             "teacher logits": teacher_logits, "hard-label loss (BSCE)": terms.hard,
@@ -467,6 +563,7 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             "temperature": args.temperature,
             "power": args.power,
             "alpha": args.alpha,
+            "student_temperature": args.student_temperature or args.temperature,
             "teacher": {
                 "name_or_path": args.teacher_model_name_or_path,
                 "repo_id": self.teacher_repo_id,

@@ -7,6 +7,9 @@
                                       the rename has not happened
     FAULT_KILL_IN_STATE=checkpoint-4  SIGKILL half-way through writing that checkpoint's trainer_state.json
     FAULT_FILE_SIZE_LIMIT=200000      files may not grow past this many bytes (EFBIG, like a full disk)
+    FAULT_SIGNAL_AT_STEP=teacher:4:TERM
+                                      send the process SIGTERM (or INT) right after optimizer step 4 of the teacher
+                                      stage, as a scheduler preempting the job would
 """
 import os
 import resource
@@ -26,24 +29,34 @@ def _die():
 
 
 class KillAtStep(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, signum: int = signal.SIGKILL):
+        self.step, self.signum = step, signum
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
-            _die()
+            if self.signum == signal.SIGKILL:
+                _die()
+            os.kill(os.getpid(), self.signum)
 
 
-if "FAULT_KILL_AT_STEP" in os.environ:
-    stage, step = os.environ["FAULT_KILL_AT_STEP"].split(":")
+def _at_step(stage: str, callback: TrainerCallback) -> None:
     original_init = dive_hf.trainer.BalancedSoftmaxTrainer.__init__
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         if self._stage == stage:
-            self.add_callback(KillAtStep(int(step)))
+            self.add_callback(callback)
 
     dive_hf.trainer.BalancedSoftmaxTrainer.__init__ = init
+
+
+if "FAULT_KILL_AT_STEP" in os.environ:
+    stage, step = os.environ["FAULT_KILL_AT_STEP"].split(":")
+    _at_step(stage, KillAtStep(int(step)))
+
+if "FAULT_SIGNAL_AT_STEP" in os.environ:
+    stage, step, name = os.environ["FAULT_SIGNAL_AT_STEP"].split(":")
+    _at_step(stage, KillAtStep(int(step), getattr(signal, f"SIG{name}")))
 
 if "FAULT_KILL_IN_RENAME" in os.environ:
     target, real_replace = os.environ["FAULT_KILL_IN_RENAME"], os.replace

@@ -83,6 +83,28 @@ def test_sigkill_in_each_stage_then_resume_gives_the_uninterrupted_result(refere
     assert recorded == hashlib.sha256((out / "teacher" / "model.safetensors").read_bytes()).hexdigest()
 
 
+@pytest.mark.parametrize("stage, signal_name", [("teacher", "TERM"), ("student", "INT")])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_marks_the_run_and_resumes_exactly(reference, tmp_path, stage,
+                                                                                 signal_name):
+    """A scheduler's SIGTERM (or Ctrl-C) after step 4: the step in flight finishes, checkpoint-5 (not a regular save
+    step) is written, run_log.json says interrupted, the launch exits 143 with one line; resuming gives the
+    uninterrupted result bit for bit."""
+    out = tmp_path / "run"
+    proc = _run(out, fault={"FAULT_SIGNAL_AT_STEP": f"{stage}:4:{signal_name}"}, check=False)
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert f"stopped by SIG{signal_name} at step 5 after saving {out / stage / 'checkpoint-5'}" in proc.stderr
+    log = json.loads((out / stage / "run_log.json").read_text())
+    assert log["status"] == "interrupted" and "resume_from_checkpoint last" in log["error"]
+    assert (out / stage / "checkpoint-5" / "trainer_state.json").is_file()
+    assert not (out / stage / "model.safetensors").exists()  # no final folder from an unfinished run
+    proc = _run(out, "--resume_from_checkpoint", "last")
+    assert f"{stage}: resuming from {out / stage / 'checkpoint-5'}" in proc.stdout
+    for name in ("teacher", "student"):
+        assert _same_weights(out / name, reference / name), name
+        assert _metrics(out / name) == pytest.approx(_metrics(reference / name))
+
+
 # ---- 2. kill inside a save ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", [
     {"FAULT_KILL_IN_RENAME": "checkpoint-6/model.safetensors"},  # temp file written, rename not done

@@ -81,6 +81,22 @@ def test_dive_loss_matches_float64_reference():
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("tau, p, tau_s", [(3.0, 0.5, 6.0), (2.0, 0.5, 1.0), (6.0, 1.0, 12.0)])
+def test_student_temperature_matches_float64_reference(tau, p, tau_s):
+    s, t, y = _data(seed=3)
+    alpha = 0.5
+    v = torch.softmax(p * t / tau, 1)  # the targets keep the teacher's τ; only the student's softmax moves
+    expected = (1 - alpha) * _reference_bsce(s, y, COUNTS) + alpha * tau_s ** 2 * _reference_kl(v, s, tau_s)
+    got = dive_loss(s, t, y, COUNTS, tau, p, alpha, student_temperature=tau_s)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    # and it is a different loss from the paper's (τ_s = τ), which the default still gives
+    paper = (1 - alpha) * _reference_bsce(s, y, COUNTS) + alpha * tau ** 2 * _reference_kl(v, s, tau)
+    assert abs(got.item() - paper.item()) > 1e-3
+    assert dive_loss(s, t, y, COUNTS, tau, p, alpha).item() == pytest.approx(paper.item(), rel=1e-5)
+    assert dive_loss(s, t, y, COUNTS, tau, p, alpha, student_temperature=tau).item() == pytest.approx(
+        paper.item(), rel=1e-5)
+
+
 def test_alpha_zero_is_balanced_softmax():
     s, t, y = _data()
     assert dive_loss(s, t, y, COUNTS, alpha=0.0).item() == pytest.approx(
@@ -147,6 +163,7 @@ def test_invalid_class_counts_name_the_class(counts, match):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(temperature=0.0), "temperature"), (dict(power=-1.0), "power"), (dict(alpha=1.5), "alpha"),
+    (dict(student_temperature=0.0), "student_temperature"),
 ])
 def test_invalid_hyper_parameters(kwargs, match):
     s, t, y = _data()

@@ -1,0 +1,263 @@
+"""The recipe runner: one launch trains the planned stages (baseline, teacher, DiVE students) and prints one table.
+
+Order of work, so that a mistake costs seconds and nothing is lost: validate every flag and build every stage's
+configuration, plan the folders (:mod:`dive_hf.stage_plan` refuses plans that would overwrite a teacher or a complete
+folder), take the output folder's lock, and only then load data and models. Each stage saves its final weights
+*before* its final evaluation, so a failed evaluation never throws a trained model away (``--resume_from_checkpoint
+last`` evaluates it again without retraining).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .atomic import write_json
+from .config import BalancedSoftmaxConfig, DiVEConfig
+from .data.sources import DataArguments, load_splits
+from .lock import output_lock
+from .run_log import describe_batch
+from .stage_plan import StagePlan, parse_sweep, plan_stages, student_folder_name
+
+__all__ = ["run_recipe", "resolve_batch", "describe_effective_batch", "stage_config", "device_split",
+           "student_settings"]
+
+
+# ---- batch and learning rate --------------------------------------------------------------------------------------
+def resolve_batch(recipe, training: dict, world_size: int) -> dict:
+    """Per-device batch and learning rate for ``world_size`` processes; returns a description of what was done."""
+    accumulation = training.get("gradient_accumulation_steps") or 1
+    if recipe.global_batch_size:
+        per_process = world_size * accumulation
+        if recipe.global_batch_size % per_process:
+            raise ValueError(f"global_batch_size={recipe.global_batch_size} is not divisible by {world_size} "
+                             f"processes × {accumulation} accumulation steps")
+        training["per_device_train_batch_size"] = recipe.global_batch_size // per_process
+    if not training.get("per_device_train_batch_size", 1) > 0:
+        raise ValueError(f"per_device_train_batch_size={training['per_device_train_batch_size']}: must be ≥ 1")
+    effective = training["per_device_train_batch_size"] * world_size * accumulation
+    base_lr = training["learning_rate"]
+    if recipe.lr_reference_batch:
+        training["learning_rate"] = base_lr * effective / recipe.lr_reference_batch
+    return {"world_size": world_size, "per_device": training["per_device_train_batch_size"],
+            "accumulation": accumulation, "effective": effective, "base_lr": base_lr,
+            "learning_rate": training["learning_rate"], "reference": recipe.lr_reference_batch}
+
+
+def describe_effective_batch(b: dict) -> str:
+    line = (f"effective batch {b['effective']} = {describe_batch(b['per_device'], b['world_size'], b['accumulation'])}"
+            f"; learning rate {b['learning_rate']:g}")
+    if b["reference"]:
+        line += f" (= {b['base_lr']:g} × {b['effective']}/{b['reference']}, linear scaling)"
+    return line
+
+
+# ---- stages -------------------------------------------------------------------------------------------------------
+def stage_config(cls, training: dict, recipe, stage: str, folder: str | Path | None = None, **extra):
+    """The configuration of one stage: shared values, its folder (``OUTPUT_DIR/<stage>`` by default), its repo."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(cls) if f.init}
+    kwargs = {k: v for k, v in training.items() if k in names}
+    repo_id = {"teacher": recipe.teacher_repo_id, "student": recipe.student_repo_id}.get(stage)
+    push = bool(training.get("push_to_hub")) and repo_id is not None
+    kwargs.update(output_dir=str(folder or Path(training["output_dir"]) / stage), resume_from_checkpoint=None,
+                  push_to_hub=push, hub_model_id=repo_id if push else None, **extra)
+    return cls(**kwargs)
+
+
+def student_settings(recipe, training: dict) -> list[tuple[float, float, float | None, str]]:
+    """(τ, p, τ_s, folder name) of each student: the flags' one setting in ``student/`` (or ``--student_dir``), or
+    each ``--sweep`` entry in its own ``student_t<τ>_p<p>[_ts<τ_s>]/``."""
+    if not recipe.sweep:
+        return [(training.get("temperature", 3.0), training.get("power", 0.5), training.get("student_temperature"),
+                 recipe.student_dir or "student")]
+    if recipe.student_dir:
+        raise ValueError("--student_dir names one student; a --sweep names each student's folder itself")
+    return [(tau, power, tau_s, student_folder_name(tau, power, tau_s)) for tau, power, tau_s in
+            parse_sweep(recipe.sweep)]
+
+
+def _config_for(plan: StagePlan, training: dict, recipe, teacher: str):
+    if plan.kind != "student":
+        return stage_config(BalancedSoftmaxConfig, training, recipe, plan.kind, plan.folder)
+    return stage_config(DiVEConfig, training, recipe, "student", plan.folder, teacher_model_name_or_path=teacher,
+                        temperature=plan.temperature, power=plan.power, student_temperature=plan.student_temperature)
+
+
+def device_split(split, model, augment: bool, image_column: str, label_column: str, seed: int):
+    """A split as :class:`~dive_hf.data.DeviceImages` for ``model`` (its input size, mean and std)."""
+    import datasets
+    from timm.data import resolve_data_config
+
+    from .data.device_images import DeviceImages
+    from .data.transforms import SMALL_IMAGE_MAX
+
+    config = resolve_data_config({}, model=model)
+    size = config["input_size"][-1]
+    if size > SMALL_IMAGE_MAX:
+        raise ValueError(f"--device_data is the small-image fast path (inputs ≤ {SMALL_IMAGE_MAX} px); "
+                         f"{model.default_cfg.get('architecture', type(model).__name__)} takes {size} px")
+    if len(split):  # checked on the first image, before decoding them all (DeviceImages checks they are equal)
+        first = split[0][image_column]
+        width, height = (datasets.Image().decode_example(first) if isinstance(first, dict) else first).size
+        if (width, height) != (size, size):  # the CPU path crops/pads to the model's size; this one cannot
+            raise ValueError(f"--device_data needs images of the model's input size {size}×{size}, but the split's "
+                             f"are {width}×{height}; resize the data or leave out --device_data")
+    return DeviceImages(split, config["mean"], config["std"], train=augment, padding=size // 8,
+                        image_column=image_column, label_column=label_column, seed=seed)
+
+
+def _virtual_example_rows(report: dict, temperature: float, power: float) -> dict:
+    """The real counts and one (τ, p) row of a grid report."""
+    rows = [r for r in report["rows"] if r["temperature"] is None
+            or (r["temperature"] == temperature and r["power"] == power)]
+    return {**report, "rows": rows}
+
+
+# ---- the run ------------------------------------------------------------------------------------------------------
+def run_recipe(recipe, data: DataArguments, training: dict, log=print) -> dict:
+    """Train the planned stage(s), evaluate, write the stage folders, the table and ``results.json``."""
+    import torch
+
+    start = time.time()
+    training = dict(training)
+    if not torch.cuda.is_available():
+        training["use_cpu"] = True  # also what makes N CPU processes train with DDP over gloo
+        training["dataloader_pin_memory"] = False
+    stages = recipe.stages
+    students = student_settings(recipe, training) if "student" in stages else []
+    if training.get("push_to_hub"):  # before any work: the repo id of each stage that will be pushed
+        for stage in ("teacher", "student"):
+            if stage in stages and not getattr(recipe, f"{stage}_repo_id"):
+                raise ValueError(f"--push_to_hub needs --{stage}_repo_id (user_or_org/name)")
+        if len(students) > 1:
+            raise ValueError("--push_to_hub with a --sweep: push the student you choose afterwards with dive-hf push")
+    batch = resolve_batch(recipe, training, int(os.environ.get("WORLD_SIZE", "1")))
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    say = log if main_process else (lambda *a, **k: None)
+    output_dir = Path(training["output_dir"])
+    teacher = (str(output_dir / "teacher") if "teacher" in stages
+               else training.get("teacher_model_name_or_path") or str(output_dir / "teacher"))
+    plans = plan_stages(stages, output_dir, students, teacher, training.get("resume_from_checkpoint"),
+                        recipe.overwrite)
+    for plan in plans:  # every flag of every stage is validated here, before any data or model is loaded
+        _config_for(plan, training, recipe, teacher)
+    say(describe_effective_batch(batch))
+    with output_lock(output_dir, enabled=main_process):
+        results = _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
+    results["wall_time_s"] = round(time.time() - start, 1)
+    results["main_process"] = main_process
+    results["folders"] = [str(plan.folder) for plan in plans]
+    if main_process:
+        previous = output_dir / "results.json"
+        try:
+            merged = json.loads(previous.read_text()) if previous.is_file() else {}
+        except ValueError:
+            merged = {}
+        rows = {plan.name: results[plan.name] for plan in plans}
+        write_json(previous, {**(merged if isinstance(merged, dict) else {}), **rows,
+                              "wall_time_s": results["wall_time_s"], "batch": batch})
+    return results
+
+
+def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process) -> dict:
+    import torch
+
+    from .data.long_tail import class_counts, shot_groups
+    from .data.transforms import attach_transform, model_transform
+    from .models import create_timm_model
+    from .report import format_results
+    from .trainer import BalancedSoftmaxTrainer, CrossEntropyTrainer, DiVETrainer
+    from .virtual_examples import format_virtual_examples, teacher_report, write_virtual_examples
+
+    train_raw, eval_raw = load_splits(data)
+    if train_raw is None:
+        raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
+    label_column, image_column = data.split_label_column, data.split_image_column
+    probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes)
+
+    def prepare(split, model, augment: bool):
+        """The split as the model takes it: on the device (--device_data) or transformed on the fly."""
+        if recipe.device_data:
+            return device_split(split, model, augment, image_column, label_column, training.get("seed", 42))
+        return attach_transform(split, model_transform(model, train=augment), image_column, label_column)
+
+    train = prepare(train_raw, probe, recipe.train_augmentation)
+    test = prepare(eval_raw, probe, False) if eval_raw is not None else None
+    del probe
+    steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
+                                / batch["accumulation"])
+    for what, every in (("eval", recipe.eval_every_epochs if test is not None else None),
+                        ("save", recipe.save_every_epochs)):
+        if every:
+            training.update({f"{what}_strategy": "steps", f"{what}_steps": max(1, round(every * steps_per_epoch))})
+    run_config = {"recipe": vars(recipe), "data": vars(data), "batch": batch}
+    trainers = {"baseline": CrossEntropyTrainer, "teacher": BalancedSoftmaxTrainer, "student": DiVETrainer}
+
+    results, report = {}, None
+    for plan in plans:
+        args = _config_for(plan, training, recipe, teacher)
+        if plan.action == "skip":
+            say(f"{plan.name}: {plan.folder} is complete; not training it again (--resume_from_checkpoint)")
+            results[plan.name] = _recorded_metrics(plan.folder)
+            if args.push_to_hub and main_process:  # a push that failed last time is retried (unchanged files skip)
+                from .hub import push_folder
+
+                push_folder(plan.folder, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
+            continue
+        if plan.action == "train" and recipe.overwrite and main_process and plan.folder.exists():
+            say(f"{plan.name}: --overwrite: replacing {plan.folder}")
+            shutil.rmtree(plan.folder)
+        model = recipe.arch
+        if plan.action == "evaluate":  # trained earlier; only its evaluation is missing
+            from .hub import load_stage_model
+
+            model = load_stage_model(str(plan.folder))[0]
+        trainer = trainers[plan.kind](model=model, args=args, train_dataset=train, eval_dataset=test,
+                                      label_column=label_column, run_config=run_config)
+        if plan.kind == "student" and recipe.virtual_examples and main_process and plan.action != "evaluate":
+            if report is None:  # the teacher's logits once, for every (τ, p) of the launch
+                taus = sorted({p.temperature for p in plans if p.kind == "student"})
+                powers = sorted({p.power for p in plans if p.kind == "student"})
+                with torch.random.fork_rng(devices=[]):  # must not shift the student's random augmentation
+                    report = teacher_report(
+                        trainer.teacher.model, train_raw, taus, powers, args.many_shot_threshold,
+                        args.few_shot_threshold, batch_size=args.per_device_eval_batch_size, device=str(args.device),
+                        num_workers=args.dataloader_num_workers, label_column=label_column,
+                        image_column=image_column, progress=False)
+                results["virtual_examples"] = report
+            write_virtual_examples(_virtual_example_rows(report, plan.temperature, plan.power), plan.folder)
+        if plan.action == "evaluate":
+            say(f"{plan.name}: {plan.folder} finished training; evaluating it (--resume_from_checkpoint)")
+            trainer.restore_step_count()
+        else:
+            if plan.action == "resume":
+                say(f"{plan.name}: resuming from {plan.checkpoint}")
+            trainer.train(resume_from_checkpoint=plan.checkpoint)
+            trainer.save_trained()  # the final weights are safe before the final evaluation runs
+        results[plan.name] = trainer.final_evaluation() if test is not None else {}
+        trainer.save_model()
+        del trainer
+
+    args = _config_for(plans[0], training, recipe, teacher)
+    counts = class_counts(train_raw, label_column)
+    groups = shot_groups(counts, args.many_shot_threshold, args.few_shot_threshold)
+    students = [p for p in plans if p.kind == "student"]
+    title = (f"{recipe.arch} on {data.dataset or data.train_list or data.inat_train_json}"
+             + (f", τ={students[0].temperature:g} p={students[0].power:g} α={training.get('alpha', 0.5):g}"
+                if len(students) == 1 else "")
+             + (f"; evaluated on {len(test):,} images" if test is not None else "; no evaluation split"))
+    results["table"] = format_results({p.label: results[p.name] for p in plans}, counts, groups,
+                                      args.many_shot_threshold, args.few_shot_threshold, title)
+    if report is not None:
+        results["table"] += "\n\n" + format_virtual_examples(report)
+    return results
+
+
+def _recorded_metrics(folder: Path) -> dict:
+    report = folder / "eval_results.json"
+    return json.loads(report.read_text()).get("metrics", {}) if report.is_file() else {}
