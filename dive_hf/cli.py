@@ -1,10 +1,19 @@
-"""The ``dive-hf`` command."""
+"""The ``dive-hf`` command.
+
+:func:`main` runs a subcommand and lets its errors propagate (for use from Python); the console entry point
+:func:`run` goes through :func:`run_cli`, which reports an expected error as one line ``dive-hf CMD: error: …`` on
+stderr with exit code 2 (bad input) or 1 (run-time failure), and a traceback only with ``--debug`` or
+``DIVE_HF_DEBUG=1`` (see :mod:`dive_hf.errors`).
+"""
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-__all__ = ["main"]
+from .errors import run_main, split_debug_flag
+
+__all__ = ["main", "run", "run_cli"]
 
 USAGE = """usage: dive-hf COMMAND [--flags]
 
@@ -12,25 +21,49 @@ commands:
   demo               both DiVE stages on the embedded data, printing many/medium/few accuracy (see `dive-hf demo --help`)
   data               summary of a split: classes, images, imbalance factor, shot groups, head → tail histogram
   evaluate MODEL     many/medium/few accuracy of a model folder or Hub id on a split; eval_results.json + plot
-  card SOURCE.yaml   render a release card (hub_cards/) with the numbers of an eval_results.json
+  card SOURCE.yaml --output FILE
+                     render a release card (hub_cards/) with the numbers of an eval_results.json
+  card DIR           re-render a stage folder's own card (DIR/README.md; --repo_id for the loading snippets)
   push DIR --repo_id ID
-                     publish a stage folder to the Hub (--private, --revision, --commit_message, --teacher_repo_id)
+                     publish a stage folder to the Hub (--dry_run lists the files only; --private, --revision,
+                     --commit_message, --teacher_repo_id)
   virtual-examples TEACHER
                      the teacher's virtual-example distribution over its training split for a grid of τ and p
+
+Errors are reported as one line (exit code 2: bad input, 1: run-time failure); --debug (or DIVE_HF_DEBUG=1) adds
+the traceback.
 """
 
 
 def parse_dataclass_args(dataclass_type, argv: list[str], prog: str):
     """Parse ``argv`` into ``dataclass_type`` with ``HfArgumentParser``; a lone ``*.yaml``/``*.json`` is a config
     file of the same fields."""
+    import json
+
+    import yaml
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(dataclass_type, prog=prog)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])[0]
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])[0]
-    return parser.parse_args_into_dataclasses(args=argv)[0]
+    parser = HfArgumentParser(dataclass_type, prog=prog, allow_abbrev=False)  # --privat is not --private
+
+    def error(message: str):  # argparse prints the whole usage and exits; one line is clearer
+        raise ValueError(f"{message} (see {prog} --help)")
+
+    parser.error = error
+    config_file = argv[0] if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")) else None
+    try:
+        if config_file and config_file.endswith(".json"):
+            return parser.parse_json_file(config_file)[0]
+        if config_file:
+            return parser.parse_yaml_file(config_file)[0]
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_file}: not a valid {'JSON' if config_file.endswith('.json') else 'YAML'} "
+                         f"file of {prog} flags ({e})") from None
+    except ValueError as e:
+        raise ValueError(f"{config_file}: {e}") from None
+    parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        raise ValueError(f"unrecognized arguments: {' '.join(remaining)} (see {prog} --help)")
+    return parsed
 
 
 def demo(argv: list[str]) -> int:
@@ -47,7 +80,7 @@ def data(argv: list[str]) -> int:
     train, evaluation = load_splits(args)
     split = train if args.which == "train" else evaluation
     if split is None:
-        raise SystemExit(f"dive-hf data: this data source has no {args.which} split")
+        raise ValueError(f"--which {args.which}: this data source has no {args.which} split")
     summary = split_summary(split, args.label_column, args.many_shot_threshold, args.few_shot_threshold)
     print(format_summary(summary))
     if args.plot:
@@ -102,10 +135,17 @@ class PushArguments:
     commit_message: str | None = field(default=None, metadata={"help": "Commit message."})
     teacher_repo_id: str | None = field(default=None, metadata={"help": "A student's teacher repo, linked from "
                                                                         "its card."})
+    dry_run: bool = field(default=False, metadata={"help": "Only list the files (and sizes) a push would send; "
+                                                           "write and send nothing."})
 
     def __post_init__(self):
+        from .hub import check_repo_id
+
         if not self.folder or not self.repo_id:
             raise ValueError("usage: dive-hf push DIR --repo_id user_or_org/name")
+        check_repo_id(self.repo_id)  # before the folder is read
+        if self.teacher_repo_id:
+            check_repo_id(self.teacher_repo_id, "--teacher_repo_id")
 
 
 def push(argv: list[str]) -> int:
@@ -113,62 +153,169 @@ def push(argv: list[str]) -> int:
 
     args = parse_dataclass_args(PushArguments, _positional(argv, "--folder"), prog="dive-hf push")
     info = push_folder(args.folder, args.repo_id, args.private, args.revision, args.commit_message,
-                       teacher_repo_id=args.teacher_repo_id)
-    print(f"pushed {args.folder} to {args.repo_id}: {info.commit_url}")
+                       teacher_repo_id=args.teacher_repo_id, dry_run=args.dry_run)
+    if not args.dry_run:
+        print(f"pushed {args.folder} to {args.repo_id}: {info.commit_url}")
     return 0
 
 
 @dataclass
 class CardArguments:
-    """``dive-hf card hub_cards/NAME.yaml --eval_results eval_results.json --output README.md``."""
+    """``dive-hf card hub_cards/NAME.yaml --eval_results eval_results.json --output DIR/README.md``, or
+    ``dive-hf card STAGE_DIR`` to re-render a stage folder's own card in place."""
 
-    source: str | None = field(default=None, metadata={"help": "Card source YAML (or first argument)."})
-    eval_results: str | None = field(default=None, metadata={"help": "The checkpoint's eval_results.json; "
-                                                                     "without it the card reports no number."})
-    output: str = field(default="README.md", metadata={"help": "Where to write the card."})
+    source: str | None = field(default=None, metadata={"help": "Release card source YAML, or a stage folder (or "
+                                                                "first argument)."})
+    eval_results: str | None = field(default=None, metadata={"help": "The checkpoint's eval_results.json (release "
+                                                                     "cards; without it the card reports no number)."})
+    output: str | None = field(default=None, metadata={"help": (
+        "Where to write the card (a file, or a folder for FOLDER/README.md). Required for a release card; a stage "
+        "folder's card is SOURCE/README.md.")})
+    repo_id: str | None = field(default=None, metadata={"help": "Stage folder only: the Hub id in the card's "
+                                                                "loading snippets (default: its hub_model_id)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output that is not a dive_hf "
+                                                             "model card."})
 
     def __post_init__(self):
         if not self.source:
-            raise ValueError("usage: dive-hf card SOURCE.yaml [--eval_results FILE] [--output README.md]")
+            raise ValueError("usage: dive-hf card SOURCE.yaml --output FILE [--eval_results FILE] | dive-hf card DIR")
+        if Path(self.source).is_dir():
+            card = str(Path(self.source) / "README.md")
+            if self.output and Path(self.output) not in (Path(card), Path(self.source)):
+                raise ValueError(f"--output {self.output}: a stage folder's card is written into the folder "
+                                 f"({card}); drop --output")
+            if self.eval_results:
+                raise ValueError(f"--eval_results {self.eval_results}: a stage folder's card uses the folder's own "
+                                 f"eval_results.json; drop the flag")
+            self.output = card
+            if self.repo_id:
+                from .hub import check_repo_id
+
+                check_repo_id(self.repo_id)
+        else:
+            if self.repo_id:
+                raise ValueError(f"--repo_id {self.repo_id}: a release card takes its repo id from {self.source}")
+            if not self.output:
+                raise ValueError(f"--output is required with a card source ({self.source}): say where the card goes, "
+                                 f"e.g. --output outputs/{Path(self.source).stem}/README.md (there is no default, so "
+                                 f"that a card never replaces an unrelated README.md)")
+            if Path(self.output).is_dir():
+                self.output = str(Path(self.output) / "README.md")
+
+
+def is_dive_card(path: str | Path) -> bool:
+    """Whether ``path`` is a model card written by dive_hf: YAML front matter whose ``tags`` hold ``dive-hf`` (the
+    template's card data always does)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.startswith("---"):
+        return False
+    front, sep, _ = text[3:].partition("\n---")
+    try:
+        meta = yaml.safe_load(front) if sep else None
+    except yaml.YAMLError:
+        return False
+    return isinstance(meta, dict) and "dive-hf" in (meta.get("tags") or [])
+
+
+def _read_json(path: str, flag: str) -> dict:
+    import json
+
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{flag} {path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{flag} {path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{flag} {path}: a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _read_card_source(path: str) -> dict:
+    import yaml
+
+    try:
+        source = yaml.safe_load(Path(path).read_bytes().decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"card source {path}: no such file") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"card source {path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(source, dict):
+        raise ValueError(f"card source {path}: expected a YAML mapping (repo_id, stage, backbone, …), got "
+                         f"{type(source).__name__}")
+    return source
 
 
 def card(argv: list[str]) -> int:
-    import json
-
-    import yaml
-
     from .atomic import write_text
-    from .card import render_release_card
+    from .card import render_release_card, write_folder_card
 
-    args = parse_dataclass_args(CardArguments, _positional(argv, "--source"), prog="dive-hf card")
-    with open(args.source, encoding="utf-8") as f:
-        source = yaml.safe_load(f)
-    results = json.loads(open(args.eval_results, encoding="utf-8").read()) if args.eval_results else None
-    write_text(args.output, render_release_card(source, results))
-    print(f"wrote {args.output}" + ("" if results else " (no eval_results.json: no accuracy reported)"))
+    # The first argument is always the source: a lone YAML here is a card source, not a file of flags.
+    argv = ["--source", *argv] if argv and not argv[0].startswith("-") else argv
+    args = parse_dataclass_args(CardArguments, argv, prog="dive-hf card")
+    output = Path(args.output)
+    if output.exists() and not args.overwrite and not is_dive_card(output):
+        raise FileExistsError(f"--output {output} exists and is not a dive_hf model card (no 'dive-hf' tag in its "
+                              f"front matter); choose another --output or pass --overwrite to replace it")
+    if Path(args.source).is_dir():
+        from .hub import CONFIG_NAME, read_config
+
+        config = read_config(Path(args.source) / CONFIG_NAME)
+        write_folder_card(args.source, args.repo_id or (config.get("dive") or {}).get("hub_model_id"))
+        print(f"wrote {output}")
+        return 0
+    source = _read_card_source(args.source)
+    results = _read_json(args.eval_results, "--eval_results") if args.eval_results else None
+    if results is not None:
+        lacking = [k for k in ("many_shot_threshold", "few_shot_threshold", "metrics") if k not in results]
+        if lacking:
+            raise ValueError(f"--eval_results {args.eval_results} lacks {', '.join(map(repr, lacking))}: not an "
+                             f"eval_results.json written by dive_hf")
+    try:
+        text = render_release_card(source, results)
+    except ValueError as e:
+        raise ValueError(f"{args.source}: {e}") from None
+    write_text(output, text)
+    print(f"wrote {output}" + ("" if results else " (no eval_results.json: no accuracy reported)"))
     return 0
 
 
-COMMANDS = {"card": card, "push": push, "demo": demo, "data": data, "evaluate": evaluate, "virtual-examples": virtual_examples}
+COMMANDS = {"card": card, "push": push, "demo": demo, "data": data, "evaluate": evaluate,
+            "virtual-examples": virtual_examples}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``dive-hf COMMAND ...``; errors propagate (the console entry point reports them: :func:`run_cli`)."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"dive-hf: error: unknown command {argv[0]!r}; choose one of {', '.join(sorted(COMMANDS))} "
+              f"(dive-hf --help)", file=sys.stderr)
+        return 2
     return COMMANDS[argv[0]](argv[1:])
 
 
+def run_cli(argv: list[str] | None = None) -> int:
+    """:func:`main` with expected errors reported as one line ``dive-hf CMD: error: …`` (exit code 2 for bad input,
+    1 for a run-time failure); ``--debug`` anywhere as a flag of its own, or ``DIVE_HF_DEBUG=1``, adds the
+    traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    leading = argv[:1] == ["--debug"]  # dive-hf --debug COMMAND ...
+    argv, debug = split_debug_flag(argv[1:] if leading else argv)
+    prog = f"dive-hf {argv[0]}" if argv and argv[0] in COMMANDS else "dive-hf"
+    return run_main(main, prog, argv, debug=debug or leading)
+
+
 def run() -> None:
-    """Console entry point: like :func:`main`, with bad input reported as one line instead of a traceback."""
-    try:
-        code = main()
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-        command = sys.argv[1] if len(sys.argv) > 1 else ""
-        print(f"dive-hf {command}: error: {e}", file=sys.stderr)
-        code = 1
-    sys.exit(code)
+    """Console entry point (``dive-hf``)."""
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

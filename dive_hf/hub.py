@@ -1,9 +1,10 @@
 """Stage output folders as Hub-ready timm model repos, and loading them back.
 
 Layout (DESIGN §3): ``config.json`` in timm's ``save_for_hf`` layout plus ``label_names`` and a ``dive`` block,
-``model.safetensors`` with timm's state-dict keys, ``README.md`` (model card) and ``eval_results.json``. Such a
-folder loads with identical logits through ``timm.create_model('local-dir:DIR', pretrained=True)``,
-``timm.create_model('hf-hub:ID', pretrained=True)`` and ``AutoModelForImageClassification.from_pretrained(DIR)``.
+``model.safetensors`` with timm's state-dict keys, ``README.md`` (model card), ``eval_results.json`` and the other
+files of :data:`HUB_FILES` (exactly what a push sends). Such a folder loads with identical logits through
+``timm.create_model('local-dir:DIR', pretrained=True)``, ``timm.create_model('hf-hub:ID', pretrained=True)`` and
+``AutoModelForImageClassification.from_pretrained(DIR)``.
 Every file is written atomically, weights first and the card last.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .atomic import atomic_path, write_json
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "EVAL_RESULTS_NAME", "timm_config", "save_checkpoint",
-    "load_stage_model", "resolve_file", "file_sha256", "push_folder", "push_files", "check_push_ready",
+    "load_stage_model", "resolve_file", "read_config", "check_safetensors", "file_sha256", "push_folder", "push_files",
+    "check_push_ready", "check_repo_id", "describe_push", "HUB_FILES",
 ]
 
 CONFIG_NAME = "config.json"
@@ -66,12 +68,25 @@ def save_checkpoint(model: torch.nn.Module, output_dir: str | os.PathLike, label
     write_json(output_dir / CONFIG_NAME, timm_config(model, label_names, dive))
 
 
+PICKLE_WEIGHTS_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "pytorch_model.bin.index.json")
+REQUIRED_CONFIG_KEYS = ("architecture", "num_classes", "pretrained_cfg")  # timm's save_for_hf layout
+
+
 def resolve_file(name_or_path: str, filename: str, revision: str | None = None) -> Path:
-    """Local path of ``filename`` in a stage folder or a Hub repo (downloaded into the Hub cache)."""
+    """Local path of ``filename`` in a stage folder or a Hub repo (downloaded into the Hub cache).
+
+    Raises ``FileNotFoundError`` naming the file; for a folder holding only a pickle checkpoint
+    (``pytorch_model.bin``) it says that only safetensors checkpoints are loaded."""
     local = Path(name_or_path)
     if local.is_dir():
         path = local / filename
         if not path.is_file():
+            pickles = [name for name in PICKLE_WEIGHTS_NAMES if (local / name).is_file()]
+            if filename == WEIGHTS_NAME and pickles:
+                raise FileNotFoundError(
+                    f"{path} not found: {local} holds {', '.join(pickles)}, a pickle checkpoint; dive_hf loads only "
+                    f"safetensors checkpoints (loading a pickle can run arbitrary code). Convert it where you trust "
+                    f"it: safetensors.torch.save_file(torch.load(FILE, weights_only=True), '{path}')")
             raise FileNotFoundError(f"{path} not found: {local} is not a dive_hf/timm model folder "
                                     f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
         return path
@@ -82,14 +97,57 @@ def resolve_file(name_or_path: str, filename: str, revision: str | None = None) 
 
     try:
         return Path(hf_hub_download(name_or_path, filename, revision=revision))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as e:  # ValueError: a malformed repo id
+        only = " (dive_hf loads only safetensors checkpoints, never pytorch_model.bin)" if (
+            filename == WEIGHTS_NAME) else ""
         raise FileNotFoundError(f"{name_or_path!r} is neither a local folder (looked in {Path.cwd()}) nor a "
-                                f"reachable Hub repo with {filename} ({type(e).__name__}: {e})") from e
+                                f"reachable Hub repo with {filename}{only} ({type(e).__name__}: {e})") from e
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """A stage folder's ``config.json``, checked for timm's ``save_for_hf`` layout; ``ValueError`` naming the file
+    when it is not UTF-8 JSON, not an object, or lacks ``architecture`` / ``num_classes`` / ``pretrained_cfg``."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); the folder's config is damaged: save or download the "
+                         f"checkpoint again") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object: not a timm config.json")
+    for key in REQUIRED_CONFIG_KEYS:
+        if key not in config:
+            raise ValueError(f"{path} lacks {key!r}: not timm's save_for_hf layout (a stage folder's config.json "
+                             f"has {', '.join(REQUIRED_CONFIG_KEYS)})")
+    return config
+
+
+def check_safetensors(path: str | os.PathLike) -> set[str]:
+    """The tensor names of a safetensors file; ``ValueError`` naming it when its header or length is broken
+    (a corrupt or truncated download or copy)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return set(f.keys())
+    except SafetensorError as e:
+        size = Path(path).stat().st_size
+        raise ValueError(f"{path} is not a readable safetensors file ({e}; {size:,} bytes): corrupt or truncated; "
+                         f"copy or download it again") from None
 
 
 def load_stage_model(name_or_path: str, revision: str | None = None) -> tuple[torch.nn.Module, dict]:
-    """A timm model and its ``config.json`` from a stage folder or a Hub repo id (``revision`` for the Hub)."""
-    config = json.loads(resolve_file(name_or_path, CONFIG_NAME, revision).read_text())
+    """A timm model and its ``config.json`` from a stage folder or a Hub repo id (``revision`` for the Hub).
+
+    Raises:
+        FileNotFoundError: no such folder / repo, or a missing ``config.json`` / ``model.safetensors`` (also for a
+            pickle-only folder: only safetensors checkpoints are loaded).
+        ValueError: ``config.json`` is not valid JSON or not timm's layout; ``model.safetensors`` is corrupt,
+            truncated, or does not match the architecture; the architecture is not registered with timm.
+    """
+    config = read_config(resolve_file(name_or_path, CONFIG_NAME, revision))
+    weights = resolve_file(name_or_path, WEIGHTS_NAME, revision)
+    stored = check_safetensors(weights)  # before timm: its own loader reports a broken file without naming it
     if Path(name_or_path).is_dir():
         source = f"local-dir:{name_or_path}"
     else:
@@ -98,24 +156,21 @@ def load_stage_model(name_or_path: str, revision: str | None = None) -> tuple[to
         model = timm.create_model(source, pretrained=True)
     except RuntimeError as e:
         if "Unknown model" in str(e):
-            raise RuntimeError(f"{name_or_path}: architecture {config.get('architecture')!r} is not registered "
-                               f"with timm ({e}); is the timm version too old?") from e
+            hint = " (import dive_hf first)" if str(config["architecture"]).endswith("_cifar") else ""
+            raise ValueError(f"{name_or_path}: architecture {config['architecture']!r} in {CONFIG_NAME} is not "
+                             f"registered with timm{hint}; is the timm version too old? ({e})") from e
         if "loading state_dict" in str(e):
             raise ValueError(f"{name_or_path}: {WEIGHTS_NAME} does not match architecture "
                              f"{config.get('architecture')!r}: not a timm save_for_hf checkpoint of this model "
                              f"(keys prefixed 'timm_model.' are transformers' TimmWrapper layout)") from e
         raise
-    _check_weights_loaded(model, resolve_file(name_or_path, WEIGHTS_NAME, revision), name_or_path)
+    _check_weights_loaded(model, stored, name_or_path)
     return model, config
 
 
-def _check_weights_loaded(model: torch.nn.Module, weights: Path, source: str) -> None:
+def _check_weights_loaded(model: torch.nn.Module, stored: set[str], source: str) -> None:
     """timm loads non-strictly: a folder in another layout (e.g. transformers' TimmWrapper keys ``timm_model.*``)
     or with another class count would give a partly random model without an error. Refuse that."""
-    from safetensors import safe_open
-
-    with safe_open(str(weights), framework="pt") as f:
-        stored = set(f.keys())
     expected = set(model.state_dict())
     if stored != expected:
         missing, extra = sorted(expected - stored), sorted(stored - expected)
@@ -132,34 +187,84 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-PUSHED_SUFFIXES = (".json", ".safetensors", ".md", ".png")
+#: The files of a stage folder that go to the Hub (README "Publish to the Hub"), the first three required.
+#: Nothing else is sent: no notes, credentials or other files left in the folder, no ``checkpoint-*/``.
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, EVAL_RESULTS_NAME, "per_class_accuracy.png", "training_args.json",
+             "run_log.json", "training_curves.png", "trainer_state.json")
+REQUIRED_HUB_FILES = HUB_FILES[:3]
 
 
 def push_files(folder: str | os.PathLike) -> list[Path]:
-    """The files of a stage folder that belong on the Hub: top-level JSON, weights, card and figures. Trainer
-    checkpoints (``checkpoint-*/``), logs and temporary files stay local."""
+    """The files of a stage folder that belong on the Hub: those of :data:`HUB_FILES` that exist, sorted by name.
+
+    Only regular files inside the folder are sent: a symbolic link among them is refused with a ``ValueError``
+    naming it and its target (a push must never publish a file from outside the folder)."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix in PUSHED_SUFFIXES)
+    files = []
+    for name in HUB_FILES:
+        path = folder / name
+        if not os.path.lexists(path):
+            continue
+        if path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}): dive-hf push sends only regular "
+                             f"files of the folder, never a link's target; replace it with a copy of the file")
+        if not path.is_file():
+            raise ValueError(f"{path} is not a regular file: cannot push it")
+        files.append(path)
+    return sorted(files, key=lambda p: p.name)
+
+
+def _left_out(folder: Path, sent: list[Path]) -> list[str]:
+    """What the folder holds besides the pushed files (hidden and temporary files aside), folders with a ``/``."""
+    names = {p.name for p in sent}
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
+                  if p.name not in names and not p.name.startswith("."))
+
+
+def describe_push(folder: str | os.PathLike, files: list[Path], repo_id: str, revision: str | None = None) -> str:
+    """The lines printed before a push: each file with its size, the total, and what stays local."""
+    width = max(len(p.name) for p in files)
+    sizes = [p.stat().st_size for p in files]
+    lines = [f"files to push from {folder} to {repo_id}" + (f" (branch {revision})" if revision else "") + ":"]
+    lines += [f"  {p.name:<{width}}  {size:>13,} B" for p, size in zip(files, sizes)]
+    lines.append(f"  {len(files)} files, {sum(sizes):,} B in all")
+    left_out = _left_out(Path(folder), files)
+    if left_out:
+        lines.append("not pushed: " + ", ".join(left_out))
+    return "\n".join(lines)
+
+
+def check_repo_id(repo_id: str | None, flag: str = "--repo_id") -> str:
+    """``repo_id`` if it is a Hub model id ``user_or_org/name``; else a ``ValueError`` naming ``flag``."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    problem = None
+    if not repo_id or not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        problem = "expected 'user_or_org/name'"
+    else:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as e:
+            problem = str(e)
+    if problem:
+        raise ValueError(f"{flag} {repo_id!r}: {problem}")
+    return repo_id
 
 
 def check_push_ready(folder: str | os.PathLike) -> dict:
     """Refuse to publish an incomplete folder: ``config.json`` (parsable, timm layout), ``model.safetensors`` and
-    ``README.md`` must be there. Returns the config."""
+    ``README.md`` must be there, as regular files (see :func:`push_files`). Returns the config."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
-    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if not (folder / name).is_file()]
+        raise FileNotFoundError(f"stage folder {folder} not found" + (" (it is a file)" if folder.exists() else ""))
+    present = {p.name for p in push_files(folder)}
+    missing = [name for name in REQUIRED_HUB_FILES if name not in present]
     if missing:
         raise FileNotFoundError(f"{folder} is not a complete stage folder: missing {', '.join(missing)} "
                                 f"(save it with trainer.save_model() first)")
-    try:
-        config = json.loads((folder / CONFIG_NAME).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{folder / CONFIG_NAME} is not valid JSON ({e})") from None
-    for key in ("architecture", "num_classes", "pretrained_cfg"):
-        if key not in config:
-            raise ValueError(f"{folder / CONFIG_NAME} lacks {key!r}: not timm's save_for_hf layout")
+    config = read_config(folder / CONFIG_NAME)
+    check_safetensors(folder / WEIGHTS_NAME)  # never publish a truncated checkpoint
     return config
 
 
@@ -173,33 +278,53 @@ def _is_transfer_error(error: BaseException) -> bool:
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
-                commit_message: str | None = None, token: str | None = None, teacher_repo_id: str | None = None):
+                commit_message: str | None = None, token: str | None = None, teacher_repo_id: str | None = None,
+                dry_run: bool = False):
     """Publish a stage folder as a Hub model repo in one commit; returns the ``CommitInfo``.
 
     The repo is created if needed (``exist_ok``), the card is re-rendered with ``repo_id`` in its loading snippets
-    (and, for a student, a link to ``teacher_repo_id``), and only the Hub-ready files are sent. Files whose content
-    the repo already has are skipped, so pushing the same folder again changes nothing. The token comes from
-    ``token`` or the usual ``huggingface_hub`` sources and is never written to any file.
+    (and, for a student, a link to ``teacher_repo_id``), and exactly the files of :data:`HUB_FILES` that the folder
+    has are sent (symbolic links are refused); their names and sizes are printed first. Files whose content the repo
+    already has are skipped, so pushing the same folder again changes nothing. The token comes from ``token`` or the
+    usual ``huggingface_hub`` sources and is never written to any file. With ``dry_run`` nothing is written or sent:
+    the list is printed and the files that would be sent are returned.
+
+    Raises:
+        ValueError: a malformed ``repo_id`` / ``teacher_repo_id``, a bad ``config.json``, a symbolic link.
+        FileNotFoundError: the folder is missing or incomplete.
+        dive_hf.errors.PushError: the transfer failed; nothing was published.
     """
+    from .errors import PushError
+
+    check_repo_id(repo_id)
+    if teacher_repo_id:
+        check_repo_id(teacher_repo_id, "--teacher_repo_id")
+    folder = Path(folder)
+    config = check_push_ready(folder)
+    dive = config.setdefault("dive", {})
+    if teacher_repo_id and not isinstance(dive.get("teacher"), dict):
+        raise ValueError(f"--teacher_repo_id {teacher_repo_id}: {folder} is not a DiVE student (no teacher in its "
+                         f"config.json); drop the flag")
+    if dry_run:
+        files = push_files(folder)
+        print(describe_push(folder, files, repo_id, revision))
+        print(f"dry run: nothing was sent ({CARD_NAME} and {CONFIG_NAME} get the repo id written into them when "
+              f"pushing)", flush=True)
+        return files
     from huggingface_hub import CommitOperationAdd, HfApi
 
     from .card import write_folder_card
 
-    folder = Path(folder)
-    config = check_push_ready(folder)
-    if not repo_id or repo_id.count("/") != 1:
-        raise ValueError(f"repo_id {repo_id!r}: expected 'user_or_org/name'")
-    dive = config.setdefault("dive", {})
     if teacher_repo_id:
-        if "teacher" not in dive:
-            raise ValueError(f"{folder} is not a DiVE student (no teacher in its config.json): drop teacher_repo_id")
         dive["teacher"]["repo_id"] = teacher_repo_id
     if dive.get("hub_model_id") != repo_id or teacher_repo_id:
         dive["hub_model_id"] = repo_id  # a student distilled from this folder can then link its teacher's repo
         write_json(folder / CONFIG_NAME, config)
     write_folder_card(folder, repo_id)
+    files = push_files(folder)
+    print(describe_push(folder, files, repo_id, revision), flush=True)
     api = HfApi(token=token)
-    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in push_files(folder)]
+    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in files]
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision:
@@ -210,5 +335,5 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
         if not _is_transfer_error(e):
             raise
         # A commit is all-or-nothing on the Hub: nothing was published; the local folder keeps its files.
-        raise RuntimeError(f"push of {folder} to {repo_id} failed, nothing was published and the local folder is "
-                           f"intact; run the same push again to retry ({type(e).__name__}: {e})") from e
+        raise PushError(f"push of {folder} to {repo_id} failed, nothing was published and the local folder is "
+                        f"intact; run the same push again to retry ({type(e).__name__}: {e})") from e

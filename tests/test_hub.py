@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 TOKEN = "hf_dive_test_secret_0123456789"
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +97,9 @@ def test_push_then_load_everywhere(two_stage_run, hub, tmp_path):
         }
         assert f'timm.create_model("hf-hub:{repo_id}", pretrained=True)' in out["card_text"]
     pushed = hub.files("tester/dive-tiny-student")
-    assert set(pushed) == {"README.md", "config.json", "model.safetensors", "eval_results.json",
-                           "per_class_accuracy.png", "training_args.json", "run_log.json"}
+    assert {"README.md", "config.json", "model.safetensors", "eval_results.json", "per_class_accuracy.png",
+            "training_args.json", "run_log.json"} <= set(pushed)
+    assert set(pushed) == {p.name for p in folders["student"].iterdir() if p.name in HUB_FILES}
     assert "[tester/dive-tiny-teacher](https://huggingface.co/tester/dive-tiny-teacher)" in pushed["README.md"].decode()
     for repo_id in ("tester/dive-tiny-teacher", "tester/dive-tiny-student"):
         for name, data in hub.files(repo_id).items():
@@ -146,7 +148,7 @@ def test_incomplete_folder_is_not_pushed(two_stage_run, hub, tmp_path):
     shutil.copytree(two_stage_run["root"] / "teacher", folder)
     (folder / "model.safetensors").unlink()
     proc = _push(folder, "tester/half", _env(hub, tmp_path / "home"), check=False)
-    assert proc.returncode == 1 and "missing model.safetensors" in proc.stderr
+    assert proc.returncode == 2 and "missing model.safetensors" in proc.stderr and "Traceback" not in proc.stderr
     assert "tester/half" not in hub.state.repos
 
 
@@ -166,3 +168,131 @@ def test_quickstart_pushes_both_stages_and_links_the_teacher(hub, tmp_path):
     assert student["model.safetensors"] == (tmp_path / "demo" / "student" / "model.safetensors").read_bytes()
     for files in (teacher, student):
         assert all(TOKEN.encode() not in data for data in files.values())
+
+
+# ---- what a push sends, and loading errors --------------------------------------------------------------------------
+HUB_FILES = {"config.json", "model.safetensors", "README.md", "eval_results.json", "per_class_accuracy.png",
+             "training_args.json", "run_log.json", "training_curves.png", "trainer_state.json"}
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+
+
+def make_stage_folder(folder: Path, num_classes: int = 3) -> Path:
+    """A small, complete stage folder without training: ``resnet20_cifar`` weights in timm's layout, config with a
+    ``dive`` block, every documented Hub file, and a card rendered from them."""
+    import timm
+
+    import dive_hf  # noqa: F401 — registers resnet20_cifar
+    from dive_hf.card import write_folder_card
+    from dive_hf.hub import save_checkpoint
+
+    model = timm.create_model("resnet20_cifar", num_classes=num_classes)
+    counts = [30 // (i + 1) for i in range(num_classes)]
+    dive = {"stage": "teacher", "class_counts": counts, "imbalance_factor": counts[0] / counts[-1],
+            "many_shot_threshold": 20, "few_shot_threshold": 8}
+    save_checkpoint(model, folder, [f"class_{i}" for i in range(num_classes)], dive)
+    metrics = {"eval_accuracy": 0.5, "eval_many_shot_accuracy": 0.6, "eval_medium_shot_accuracy": 0.5,
+               "eval_few_shot_accuracy": 0.4}
+    (folder / "eval_results.json").write_text(json.dumps({"metrics": metrics, "class_counts": counts}))
+    (folder / "per_class_accuracy.png").write_bytes(PNG)
+    (folder / "training_curves.png").write_bytes(PNG)
+    (folder / "run_log.json").write_text(json.dumps({"status": "complete"}))
+    (folder / "training_args.json").write_text(json.dumps({"learning_rate": 0.1}))
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    write_folder_card(folder)
+    return folder
+
+
+def test_push_sends_exactly_the_documented_files(hub, tmp_path):
+    """Regression: any top-level .json/.md/.png/.safetensors used to be published (credentials, notes, a linked
+    file's target). Now only the documented Hub files go, and the list with sizes is printed first."""
+    folder = make_stage_folder(tmp_path / "stage")
+    (folder / "credentials.json").write_text(json.dumps({"token": TOKEN}))
+    (folder / "NOTES.md").write_text("private notes\n")
+    (folder / "scratch.png").write_bytes(PNG)
+    (folder / "optimizer.safetensors").write_bytes(b"not for the Hub")
+    (folder / "checkpoint-2").mkdir()
+    (folder / "checkpoint-2" / "config.json").write_text("{}")
+    proc = _push(folder, "tester/exact", _env(hub, tmp_path / "home"))
+    assert set(hub.files("tester/exact")) == HUB_FILES
+    out = proc.stdout
+    for name in HUB_FILES:
+        size = (folder / name).stat().st_size
+        assert any(line.split()[:1] == [name] and f"{size:,} B" in line for line in out.splitlines()), (name, out)
+    assert "not pushed: NOTES.md, checkpoint-2/, credentials.json, optimizer.safetensors, scratch.png" in out
+    assert out.index("model.safetensors") < out.index("pushed ")
+
+
+def test_push_refuses_a_symlinked_file_and_publishes_nothing(hub, tmp_path):
+    folder = make_stage_folder(tmp_path / "stage")
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(json.dumps({"secret": TOKEN}))
+    (folder / "eval_results.json").unlink()
+    (folder / "eval_results.json").symlink_to(outside)
+    proc = _push(folder, "tester/linked", _env(hub, tmp_path / "home"), check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("dive-hf push: error: ") and "eval_results.json" in line and "symbolic link" in line
+    assert str(outside) in line
+    assert "tester/linked" not in hub.state.repos
+
+
+def test_push_dry_run_lists_and_sends_nothing(tmp_path, capsys):
+    from dive_hf.cli import run_cli
+
+    folder = make_stage_folder(tmp_path / "stage")
+    (folder / "NOTES.md").write_text("private\n")
+    before = _digest(folder)
+    assert run_cli(["push", str(folder), "--repo_id", "tester/dry", "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in HUB_FILES) and "not pushed: NOTES.md" in out
+    assert "dry run: nothing was sent" in out
+    assert _digest(folder) == before  # not even the card is re-rendered
+
+
+def test_push_folder_lists_the_files(tmp_path):
+    from dive_hf.hub import push_files
+
+    folder = make_stage_folder(tmp_path / "stage")
+    (folder / "NOTES.md").write_text("x")
+    (folder / "trainer_state.json").unlink()
+    assert [p.name for p in push_files(folder)] == sorted(HUB_FILES - {"trainer_state.json"})
+    (folder / "README.md").unlink()
+    (folder / "README.md").symlink_to(folder / "NOTES.md")  # even a link inside the folder: the card is a copy
+    with pytest.raises(ValueError, match=r"README\.md is a symbolic link"):
+        push_files(folder)
+
+
+def test_loader_names_the_file_of_a_broken_folder(tmp_path):
+    """Corrupt/truncated weights, a bad config.json and a pickle-only folder each raise an error naming the file
+    (they used to surface as SafetensorError/JSONDecodeError/KeyError tracebacks from deep inside timm)."""
+    from dive_hf.hub import load_stage_model
+
+    good = make_stage_folder(tmp_path / "good")
+    load_stage_model(str(good))
+
+    def broken(name, edit):
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        edit(folder)
+        return str(folder)
+
+    weights = (good / "model.safetensors").read_bytes()
+    cases = [
+        ("truncated", lambda f: (f / "model.safetensors").write_bytes(weights[: len(weights) // 2]),
+         ValueError, r"truncated/model\.safetensors.*corrupt or truncated"),
+        ("garbage", lambda f: (f / "model.safetensors").write_bytes(b"hello"),
+         ValueError, r"garbage/model\.safetensors.*corrupt or truncated"),
+        ("badjson", lambda f: (f / "config.json").write_text("{not json"),
+         ValueError, r"badjson/config\.json is not valid JSON"),
+        ("noarch", lambda f: (f / "config.json").write_text(json.dumps({"num_classes": 3, "pretrained_cfg": {}})),
+         ValueError, r"noarch/config\.json lacks 'architecture'"),
+        ("nocfg", lambda f: (f / "config.json").write_text(json.dumps({"architecture": "resnet20_cifar",
+                                                                       "num_classes": 3})),
+         ValueError, r"nocfg/config\.json lacks 'pretrained_cfg'"),
+        ("pickle", lambda f: ((f / "model.safetensors").rename(f / "pytorch_model.bin")),
+         FileNotFoundError, r"pickle/model\.safetensors not found.*pytorch_model\.bin.*only safetensors"),
+    ]
+    for name, edit, error, match in cases:
+        with pytest.raises(error, match=match):
+            load_stage_model(broken(name, edit))

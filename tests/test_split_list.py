@@ -1,7 +1,9 @@
 """OLTR list files and iNaturalist JSON as datasets: exact content, caching, determinism and every bad input."""
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -189,3 +191,159 @@ def test_data_arguments_need_one_source():
         DataArguments(dataset="embedded:tiny", train_list="x.txt", image_root=".")
     with pytest.raises(ValueError, match="imbalance_factor=0.5"):
         DataArguments(dataset="embedded:tiny", imbalance_factor=0.5)
+
+
+# ---- absurd labels, encodings, paths outside the root, malformed iNat JSON ---------------------------------------
+def _list_file(tmp_path, content: bytes, name="bad.txt"):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def _three_images(tmp_path):
+    from conftest import write_image
+
+    root = tmp_path / "images"
+    for i in range(3):
+        write_image(root / f"c{i}" / f"{i}.jpg", i)
+    return root
+
+
+def test_an_absurd_label_is_refused_without_building_its_classes(tmp_path):
+    """Regression: `img.jpg 99999999999999999999` made label + 1 classes (15 GB RSS); a label of 1,000,000 in a
+    3-class list built 1,000,001 classes. Without class names the class count is bounded by MAX_CLASSES."""
+    import time
+
+    root = _three_images(tmp_path)
+    for label in (1_000_000, 99999999999999999999):
+        path = _list_file(tmp_path, f"c0/0.jpg 0\nc1/1.jpg 1\nc2/2.jpg {label}\n".encode())
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=rf"bad\.txt:3: label {label} would make {label + 1:,} classes "
+                                             r"\(more than 100,000; the largest other label is 1\)"):
+            load_split_list(path, root, cache_dir=tmp_path / "cache")
+        assert time.perf_counter() - start < 2
+    path = _list_file(tmp_path, b"c0/0.jpg 0\nc1/1.jpg 1\nc2/2.jpg 1000000\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:3: label 1000000 is outside \[0, 3\) \(3 class names given\)"):
+        load_split_list(path, root, class_names=["a", "b", "c"], cache_dir=tmp_path / "cache")
+    path = _list_file(tmp_path, b"c0/0.jpg 0\nc1/1.jpg -1\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:2: label -1 is outside \[0, 1\) \(1 classes, from the largest"):
+        load_split_list(path, root, cache_dir=tmp_path / "cache")
+
+
+def test_list_encoding(tmp_path):
+    """A UTF-8 BOM is dropped; any other encoding is an error naming the file, line and byte."""
+    root = _three_images(tmp_path)
+    lines = "c0/0.jpg 0\nc1/1.jpg 1\nc2/2.jpg 2\n"
+    ds = load_split_list(_list_file(tmp_path, b"\xef\xbb\xbf" + lines.encode(), "bom.txt"), root,
+                         cache_dir=tmp_path / "cache")
+    assert list(ds["label"]) == [0, 1, 2] and ds.features["label"].names == ["c0", "c1", "c2"]
+    latin1 = _list_file(tmp_path, "c0/0.jpg 0\nc1/caf\u00e9.jpg 1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"bad\.txt:2: not UTF-8 text \(byte 0xe9 at byte 17 of the file\)"):
+        load_split_list(latin1, root, cache_dir=tmp_path / "cache")
+    utf16 = _list_file(tmp_path, lines.encode("utf-16"), "utf16.txt")
+    with pytest.raises(ValueError, match=r"utf16\.txt: the file is UTF-16 text"):
+        load_split_list(utf16, root, cache_dir=tmp_path / "cache")
+    utf16 = _list_file(tmp_path, lines.encode("utf-16-le"), "utf16le.txt")
+    with pytest.raises(ValueError, match=r"utf16le\.txt:1: NUL byte at byte 1"):
+        load_split_list(utf16, root, cache_dir=tmp_path / "cache")
+
+
+def test_paths_outside_the_image_root_are_refused_unless_allowed(tmp_path):
+    from conftest import write_image
+
+    root = _three_images(tmp_path)
+    outside = tmp_path / "elsewhere" / "x.jpg"
+    write_image(outside, 9)
+    for bad in (str(outside), "../elsewhere/x.jpg", "c0/../../elsewhere/x.jpg"):
+        path = _list_file(tmp_path, f"c0/0.jpg 0\n{bad} 1\n".encode())
+        with pytest.raises(ValueError, match=rf"bad\.txt:2: image path '{re.escape(bad)}' leaves the image root "
+                                             r".*allow_outside_root"):
+            load_split_list(path, root, cache_dir=tmp_path / "cache")
+        ds = load_split_list(path, root, cache_dir=tmp_path / "cache", allow_outside_root=True)
+        raw = ds.cast_column("image", datasets.Image(decode=False))[1]["image"]["path"]
+        assert Path(raw).resolve() == outside.resolve()
+    (root / "..c").mkdir()  # a folder whose name starts with '..' is inside
+    inside = _list_file(tmp_path, b"c0/../c1/1.jpg 0\n..c/../c2/2.jpg 1\n", "inside.txt")
+    assert len(load_split_list(inside, root, cache_dir=tmp_path / "cache")) == 2  # '..' that stays inside is fine
+
+
+def _inat(tmp_path, images, annotations, categories=None, name="train2018.json"):
+    from conftest import write_image
+
+    root = tmp_path / "inat"
+    for image in images:
+        if isinstance(image.get("file_name"), str) and not Path(image["file_name"]).is_absolute():
+            write_image(root / image["file_name"], 0)
+    data = {"images": images, "annotations": annotations}
+    if categories is not None:
+        data["categories"] = categories
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path, root
+
+
+def test_inat_non_contiguous_categories_are_mapped_and_recorded(tmp_path, caplog):
+    images = [{"id": i, "file_name": f"img/{i}.jpg"} for i in range(4)]
+    annotations = [{"image_id": i, "category_id": c} for i, c in enumerate([1000, 7, 7, 42])]
+    categories = [{"id": 1000, "name": "Quercus"}, {"id": 7, "name": "Abies"}, {"id": 42, "name": "Acer"}]
+    path, root = _inat(tmp_path, images, annotations, categories)
+    with caplog.at_level("WARNING", logger="dive_hf.data.split_list"):
+        ds = load_inat_json(path, root, cache_dir=tmp_path / "cache")
+    assert ds.features["label"].names == ["Abies", "Acer", "Quercus"]
+    assert list(ds["label"]) == [2, 0, 0, 1]
+    assert json.loads(ds.info.description)[SPLIT_SOURCE_KEY]["category_ids"] == [7, 42, 1000]
+    assert "category ids are not 0..2" in caplog.text and "mapped to labels 0..2" in caplog.text
+
+
+@pytest.mark.parametrize("case, match", [
+    ("duplicate image id", r"train2018\.json: images\[1\]: image id 5 is also images\[0\]"),
+    ("non-integer image id", r"train2018\.json: images\[0\] needs an integer 'id', got .*'a1'"),
+    ("float category", r"train2018\.json: annotations\[0\] needs an integer 'image_id' and 'category_id'"),
+    ("two labels", r"train2018\.json: annotations\[1\]: image id 5 already has a label \(annotations\[0\]\)"),
+    ("unknown category", r"train2018\.json: annotations\[0\]: category_id 3 is not in 'categories'"),
+    ("absurd category", r"train2018\.json: images\[0\] \(id=5\): label 1000000 would make 1,000,001 classes"),
+    ("outside root", r"images\[0\] \(id=5\): image path '\.\./x\.jpg' leaves the image root"),
+    ("not UTF-8", r"train2018\.json: not UTF-8 text \(byte 0xe9"),
+])
+def test_bad_inat_json_names_the_entry(tmp_path, case, match):
+    images, annotations, categories = [{"id": 5, "file_name": "a.jpg"}], [{"image_id": 5, "category_id": 0}], None
+    if case == "duplicate image id":
+        images.append({"id": 5, "file_name": "b.jpg"})
+    elif case == "non-integer image id":
+        images[0]["id"] = "a1"
+    elif case == "float category":
+        annotations[0]["category_id"] = 1.5
+    elif case == "two labels":
+        annotations.append({"image_id": 5, "category_id": 0})
+    elif case == "unknown category":
+        annotations[0]["category_id"], categories = 3, [{"id": 0, "name": "x"}]
+    elif case == "absurd category":
+        annotations[0]["category_id"] = 1_000_000
+    elif case == "outside root":
+        images[0]["file_name"] = "../x.jpg"
+    path, root = _inat(tmp_path, images, annotations, categories)
+    if case == "not UTF-8":
+        path.write_bytes(path.read_bytes().replace(b"a.jpg", b"\xe9.jpg"))
+    with pytest.raises(ValueError, match=match):
+        load_inat_json(path, root, cache_dir=tmp_path / "cache")
+
+
+def test_inat_json_with_a_bom_is_read(tmp_path):
+    path, root = _inat(tmp_path, [{"id": 1, "file_name": "a.jpg"}], [{"image_id": 1, "category_id": 0}],
+                       [{"id": 0, "name": "Abies"}])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_inat_json(path, root, cache_dir=tmp_path / "cache").features["label"].names == ["Abies"]
+
+
+def test_data_command_passes_allow_outside_root(tmp_path, capsys):
+    from dive_hf.cli import main, run_cli
+
+    root = _three_images(tmp_path)
+    path = _list_file(tmp_path, b"c0/0.jpg 0\n../images/c1/1.jpg 1\n")
+    args = ["data", "--train_list", str(path), "--image_root", str(root), "--many_shot_threshold", "4",
+            "--few_shot_threshold", "2"]
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dive-hf data: error: ") and "bad.txt:2" in err and "\n" not in err
+    assert main([*args, "--allow_outside_root"]) == 0
+    assert "classes: 2   images: 2" in capsys.readouterr().out

@@ -39,6 +39,9 @@ class DataArguments:
         "default; list/JSON splits are already long-tailed).")})
     verify_images: bool = field(default=False, metadata={"help": "Decode every listed image when building."})
     skip_corrupt: bool = field(default=False, metadata={"help": "Leave undecodable images out (and report them)."})
+    allow_outside_root: bool = field(default=False, metadata={"help": (
+        "Accept list/JSON image paths that leave --image_root (absolute paths, '..' above it); refused by "
+        "default, naming the file and line.")})
 
     @property
     def split_label_column(self) -> str:
@@ -90,7 +93,8 @@ def load_splits(args: DataArguments, class_names: list[str] | None = None
                 ) -> tuple[datasets.Dataset | None, datasets.Dataset | None]:
     """``(train, eval)`` raw splits (either may be ``None``). List/JSON splits take ``class_names`` if given, else
     the eval split shares the training split's class names."""
-    options = dict(verify_images=args.verify_images, skip_corrupt=args.skip_corrupt)
+    options = dict(verify_images=args.verify_images, skip_corrupt=args.skip_corrupt,
+                   allow_outside_root=args.allow_outside_root)
     if args.dataset:
         return _load_dataset_source(args)
     loader, train_file, eval_file = ((load_split_list, args.train_list, args.eval_list)
