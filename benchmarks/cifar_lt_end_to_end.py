@@ -43,7 +43,7 @@ def run(path: str, args, out: Path) -> dict:
             flags.append(f"--{flag}")
     if args.compile:
         flags += ["--torch_compile", "--torch_compile_mode", "reduce-overhead"]
-    parser = RecipeParser(ROOT / "recipes" / "configs" / "cifar100_lt.yaml")
+    parser = RecipeParser(ROOT / "dive_hf" / "recipe_configs" / "cifar100_lt.yaml")
     row = {}
     for stage in ("teacher", "student"):
         recipe, data, training = parser.parse([*flags, "--stage", stage])

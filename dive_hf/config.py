@@ -83,6 +83,16 @@ class BalancedSoftmaxConfig(TrainingArguments):
         "help": "Leave NaN/inf losses out of the logged average (reads the loss on the host every step). dive_hf "
                 "stops a run with a non-finite loss anyway."})
 
+    @classmethod
+    def from_recipe(cls, name: str, output_dir: str, **overrides):
+        """This configuration with a recipe's settings (``cifar100_lt``, ``cifar10_lt``, ``imagenet_lt``,
+        ``inat2018``, or a YAML file), then ``overrides``: e.g. ``DiVEConfig.from_recipe("cifar100_lt",
+        output_dir="out/student", teacher_model_name_or_path="out/teacher")`` trains with the paper's SGD 0.1,
+        weight decay 2e-4, 5 warm-up epochs and ×0.01 at epochs 120 and 160."""
+        from .presets import config_kwargs_from_recipe
+
+        return cls(**config_kwargs_from_recipe(cls, name, output_dir, **overrides))
+
     def __post_init__(self):
         value = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
         if value not in LR_SCHEDULES:

@@ -14,11 +14,11 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
 from transformers import HfArgumentParser
 
 from .config import DiVEConfig
 from .data.sources import DataArguments
+from .presets import load_recipe, recipe_path
 from .runner import describe_effective_batch, device_split, resolve_batch, run_recipe, stage_config  # noqa: F401
 
 __all__ = ["RecipeArguments", "RecipeParser", "run_recipe", "recipe_main"]
@@ -108,8 +108,9 @@ class RecipeParser(HfArgumentParser):
                  description: str | None = None):
         super().__init__((RecipeArguments, DataArguments, DiVEConfig), prog=prog, description=description,
                          formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-        self.add_argument("--config", default=None, help="YAML file of flags (applied over the recipe's defaults, "
-                                                         "under the command line).")
+        self.add_argument("--config", default=None, help="YAML file of flags, or a shipped recipe's name (e.g. "
+                                                         "cifar10_lt), applied over the recipe's defaults, under the "
+                                                         "command line.")
         self.recipe_defaults = defaults
 
     def _load(self, source: str | Path | dict) -> dict:
@@ -117,15 +118,8 @@ class RecipeParser(HfArgumentParser):
         if isinstance(source, dict):
             values, name = source, "defaults"
         else:
-            name = str(source)
-            try:
-                values = yaml.safe_load(Path(source).read_text()) or {}
-            except FileNotFoundError:
-                raise FileNotFoundError(f"config file {name} does not exist") from None
-            except yaml.YAMLError as e:
-                raise ValueError(f"{name} is not valid YAML: {e}") from None
-            if not isinstance(values, dict):
-                raise ValueError(f"{name}: expected a mapping of flag names to values, got {type(values).__name__}")
+            name = str(recipe_path(source))
+            values = load_recipe(source)
         for key in values:
             if key not in actions:
                 close = difflib.get_close_matches(str(key), list(actions), n=3)

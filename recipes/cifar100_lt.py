@@ -3,18 +3,18 @@
     python recipes/cifar100_lt.py                                      # IF 100, teacher then student
     python recipes/cifar100_lt.py --imbalance_factor 50 --output_dir outputs/cifar100_lt_if50
     python recipes/cifar100_lt.py --dataset /data/cifar100             # a copy written by datasets' save_to_disk
-    python recipes/cifar100_lt.py --config recipes/configs/cifar10_lt.yaml   # CIFAR-10-LT
+    python recipes/cifar100_lt.py --config cifar10_lt   # CIFAR-10-LT
     python recipes/cifar100_lt.py --stage student --temperature 6 --power 1.0 --output_dir outputs/cifar100_lt
     accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/cifar100_lt.py --bf16
 
-Defaults: recipes/configs/cifar100_lt.yaml (every key is a flag). `--help` lists all flags.
+Defaults: dive_hf/recipe_configs/cifar100_lt.yaml (every key is a flag). `--help` lists all flags.
 """
 import sys
-from pathlib import Path
 
+from dive_hf.presets import recipe_path
 from dive_hf.recipe import RecipeParser, recipe_main
 
-CONFIG = Path(__file__).parent / "configs" / "cifar100_lt.yaml"
+CONFIG = recipe_path("cifar100_lt")  # dive_hf/recipe_configs/cifar100_lt.yaml, shipped in the package
 
 
 def make_parser() -> RecipeParser:

@@ -9,14 +9,14 @@
     ... --push_to_hub --teacher_repo_id me/dive-resnext50-teacher --student_repo_id me/dive-resnext50
 
 The global batch is 256 on any number of GPUs (per-device batch = 256 / processes); a different --global_batch_size
-scales the lr linearly. Defaults: recipes/configs/imagenet_lt.yaml (every key is a flag). `--help` lists all flags.
+scales the lr linearly. Defaults: dive_hf/recipe_configs/imagenet_lt.yaml (every key is a flag). `--help` lists all flags.
 """
 import sys
-from pathlib import Path
 
+from dive_hf.presets import recipe_path
 from dive_hf.recipe import RecipeParser, recipe_main
 
-CONFIG = Path(__file__).parent / "configs" / "imagenet_lt.yaml"
+CONFIG = recipe_path("imagenet_lt")  # dive_hf/recipe_configs/imagenet_lt.yaml, shipped in the package
 
 
 def make_parser() -> RecipeParser:

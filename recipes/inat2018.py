@@ -6,14 +6,14 @@
     accelerate launch --config_file recipes/accelerate/multi_node.yaml recipes/inat2018.py ...   # 2 machines
     ... --num_train_epochs 90                                          # decoupling's short schedule
 
-Defaults: recipes/configs/inat2018.yaml (every key is a flag). `--help` lists all flags.
+Defaults: dive_hf/recipe_configs/inat2018.yaml (every key is a flag). `--help` lists all flags.
 """
 import sys
-from pathlib import Path
 
+from dive_hf.presets import recipe_path
 from dive_hf.recipe import RecipeParser, recipe_main
 
-CONFIG = Path(__file__).parent / "configs" / "inat2018.yaml"
+CONFIG = recipe_path("inat2018")  # dive_hf/recipe_configs/inat2018.yaml, shipped in the package
 
 
 def make_parser() -> RecipeParser:

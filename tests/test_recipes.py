@@ -48,7 +48,7 @@ def test_cifar_yaml_values_reach_both_stage_configs(tmp_path):
 
 
 def test_user_config_layers_over_the_recipe_and_under_flags(tmp_path):
-    cifar10 = RECIPES / "configs" / "cifar10_lt.yaml"
+    cifar10 = ROOT / "dive_hf" / "recipe_configs" / "cifar10_lt.yaml"
     _, data, training = _parser("cifar100_lt").parse(["--config", str(cifar10), "--imbalance_factor", "50"])
     assert (data.dataset, data.label_column, data.imbalance_factor) == ("uoft-cs/cifar10", "label", 50)
     assert training["lr_decay_epochs"] == [120, 160]  # from the recipe's own YAML
