@@ -164,7 +164,8 @@ class DiVEConfig(BalancedSoftmaxConfig):
     student_temperature: float | None = field(default=None, metadata={
         "help": "τ_s > 0: the student's softmax temperature in the KL term (default: τ, the paper's loss)."})
     teacher_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Teacher: a stage-1 output folder or a Hub repo id (required)."})
+        default=None, metadata={"help": "Teacher: a stage-1 output folder or a Hub repo id (the recipes: "
+                                        "OUTPUT_DIR/teacher unless given)."})
     teacher_revision: str | None = field(
         default=None, metadata={"help": "Branch, tag or commit of a Hub teacher."})
 

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
 from .config import DiVEConfig
 from .data.sources import DataArguments
@@ -107,11 +107,61 @@ class RecipeParser(HfArgumentParser):
     def __init__(self, defaults: str | Path | dict | None = None, prog: str | None = None,
                  description: str | None = None):
         super().__init__((RecipeArguments, DataArguments, DiVEConfig), prog=prog, description=description,
-                         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+                         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+                         usage="%(prog)s [--flag VALUE ...]   (--help: the main flags; --help_all: every flag)")
         self.add_argument("--config", default=None, help="YAML file of flags, or a shipped recipe's name (e.g. "
                                                          "cifar10_lt), applied over the recipe's defaults, under the "
                                                          "command line.")
+        self.add_argument("--help_all", action="store_true", help="List every flag, all of TrainingArguments too.")
         self.recipe_defaults = defaults
+        self._regroup()
+
+    def _regroup(self) -> None:
+        """``--help`` leads with what a DiVE run is about — the recipe, the data, τ/p/α and the long-tail settings,
+        then the common training flags — each with its effective default (the recipe's YAML value); the other
+        ``TrainingArguments`` flags stay accepted and are listed by ``--help_all``."""
+        own = {f.name for f in fields(DiVEConfig) if f.init} - {f.name for f in fields(TrainingArguments) if f.init}
+        dive = {"temperature", "power", "alpha", "student_temperature", "teacher_model_name_or_path",
+                "teacher_revision"}
+        groups = {
+            "DiVE (stage 2)": dive,
+            "training (values of this recipe)": set(COMMON_TRAINING_FLAGS) | own - dive,
+            "what to run": {f.name for f in fields(RecipeArguments)} | {"config", "help_all"},
+            "data": {f.name for f in fields(DataArguments)},
+            "other TrainingArguments (accepted; --help_all lists them)": None,
+        }
+        for group in self._action_groups:
+            group._group_actions.clear()
+        self._action_groups = []
+        self._help_groups = {title: self.add_argument_group(title) for title in groups}
+        for action in self._actions:
+            title = ("what to run" if action.dest == "help"
+                     else next(t for t, dests in groups.items() if dests is None or action.dest in dests))
+            self._help_groups[title]._group_actions.append(action)
+            action.help_all_only = title.startswith("other")
+
+    def format_help(self) -> str:
+        full = getattr(self, "_full_help", False)
+        hidden = [a for a in self._actions if getattr(a, "help_all_only", False)]
+        saved = {a: a.help for a in self._actions}
+        for action in self._actions:
+            if getattr(action, "help_all_only", False) and not full:
+                action.help = argparse.SUPPRESS
+            elif action.dest == "per_device_train_batch_size" and self._defaults.get("global_batch_size"):
+                action.help = (f"{action.help} [default: from --global_batch_size "
+                               f"{self._defaults['global_batch_size']} ÷ processes × accumulation steps]")
+            elif action.help not in (None, argparse.SUPPRESS) and action.dest not in ("help", "help_all", "config"):
+                default = self._defaults.get(action.dest, action.default)
+                if default is not None and default != [] and not isinstance(default, bool) or default is True:
+                    action.help = f"{action.help} [default: {_show(default)}]"
+        try:
+            text = super().format_help()
+        finally:
+            for action, text_ in saved.items():
+                action.help = text_
+        if hidden and not full:
+            text += f"\n{len(hidden)} more TrainingArguments flags are accepted: --help_all lists them.\n"
+        return text
 
     def _load(self, source: str | Path | dict) -> dict:
         actions = {a.dest: a for a in self._actions if a.dest not in ("help", "config")}
@@ -136,8 +186,13 @@ class RecipeParser(HfArgumentParser):
         defaults = self._load(self.recipe_defaults) if self.recipe_defaults is not None else {}
         user = self._load(known.config) if known.config is not None else {}
         self.set_defaults(**{**defaults, **user})
+        if "--help_all" in (sys.argv[1:] if argv is None else argv):
+            self._full_help = True
+            self.print_help()
+            self.exit()
         namespace = vars(self.parse_args(argv))
         namespace.pop("config")
+        namespace.pop("help_all")
 
         def take(cls):
             return {f.name: namespace[f.name] for f in fields(cls) if f.init and f.name in namespace}
@@ -158,6 +213,19 @@ class RecipeParser(HfArgumentParser):
                 action.default = marker
         given = vars(argparse.ArgumentParser.parse_known_args(probe, argv)[0])
         return {dest for dest, value in given.items() if value is not marker}
+
+
+#: TrainingArguments flags a recipe user changes most, listed by ``--help`` under "training".
+COMMON_TRAINING_FLAGS = (
+    "output_dir", "num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size",
+    "per_device_eval_batch_size", "gradient_accumulation_steps", "optim", "optim_args", "weight_decay",
+    "warmup_steps", "seed", "bf16", "fp16", "torch_compile", "resume_from_checkpoint", "eval_strategy", "eval_steps",
+    "save_strategy", "save_steps", "save_total_limit", "load_best_model_at_end", "logging_steps", "report_to",
+    "dataloader_num_workers", "push_to_hub", "hub_private_repo", "disable_tqdm")
+
+
+def _show(value) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _yield_to_explicit(recipe: RecipeArguments, explicit: set[str]) -> None:

@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
+from .names import RUN_LOG_NAME
 
 __all__ = ["RUN_LOG_NAME", "command_line", "describe_batch", "git_commit", "package_versions", "run_log", "training_summary"]
-
-RUN_LOG_NAME = "run_log.json"
 
 
 def _secret(flag: str) -> bool:
@@ -21,9 +20,57 @@ def _secret(flag: str) -> bool:
     return flag.startswith("-") and flag.lstrip("-").lower().replace("-", "_").endswith("token")
 
 
+def _process_argv(pid: int) -> list[str]:
+    try:
+        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+    except OSError:
+        return []
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1]) or None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+# launcher (console script or module) → (kind, how the command is written back)
+_LAUNCHERS = {"accelerate": ("accelerate", ["accelerate"]), "accelerate-launch": ("accelerate", ["accelerate-launch"]),
+              "accelerate.commands.launch": ("accelerate", ["accelerate", "launch"]),
+              "accelerate.commands.accelerate_cli": ("accelerate", ["accelerate"]),
+              "torchrun": ("torchrun", ["torchrun"]), "torch.distributed.run": ("torchrun", ["torchrun"]),
+              "torch.distributed.launch": ("torchrun", ["python", "-m", "torch.distributed.launch"])}
+
+
+@functools.cache
+def launcher() -> tuple[str, list[str] | None]:
+    """How this process was started — ``accelerate`` (``accelerate launch``), ``torchrun`` or ``python`` — and the
+    launcher's own command line, read from the parent processes (Linux ``/proc``): what a reader needs to reproduce a
+    multi-process run, which the script's ``sys.argv`` alone does not say."""
+    pid = os.getpid()
+    for _ in range(4):  # worker → (elastic agent →) launcher
+        pid = _parent_pid(pid)
+        if pid is None:
+            break
+        argv = _process_argv(pid)
+        # the launcher is argv[0] (a console script), or argv[1] ("python …/bin/accelerate") or "python -m torchrun"
+        for i in range(min(3, len(argv))):
+            name = Path(argv[i]).name
+            if name in _LAUNCHERS and (i == 0 or argv[i - 1] == "-m" or Path(argv[0]).name.startswith("python")):
+                kind, written = _LAUNCHERS[name]
+                return kind, [*written, *argv[i + 1:]]
+    return "python", None
+
+
 def command_line(argv: list[str] | None = None) -> str:
-    """The command that started this process, with any token value replaced by ``REDACTED``."""
-    argv = list(sys.argv if argv is None else argv)
+    """The command that started this process — the launcher's (``accelerate launch …``, ``torchrun …``) when there
+    was one — with any token value replaced by ``REDACTED``."""
+    if argv is None:
+        argv = launcher()[1] or sys.argv
+    argv = list(argv)
     for i, arg in enumerate(argv):
         flag, eq, _ = arg.partition("=")
         if _secret(flag) and eq:
@@ -123,6 +170,7 @@ def run_log(trainer, extra: dict | None = None, status: str = "running", error: 
         "status": status,
         **({"error": error} if error else {}),
         "command": command_line(),
+        "launcher": launcher()[0],
         "seed": args.seed,
         "world_size": args.world_size,
         "per_device_train_batch_size": args.per_device_train_batch_size,

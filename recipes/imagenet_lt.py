@@ -9,7 +9,7 @@
     ... --push_to_hub --teacher_repo_id me/dive-resnext50-teacher --student_repo_id me/dive-resnext50
 
 The global batch is 256 on any number of GPUs (per-device batch = 256 / processes); a different --global_batch_size
-scales the lr linearly. Defaults: dive_hf/recipe_configs/imagenet_lt.yaml (every key is a flag). `--help` lists all flags.
+scales the lr linearly. Defaults: dive_hf/recipe_configs/imagenet_lt.yaml (every key is a flag). `--help` shows the main flags with their values here, `--help_all` every flag.
 """
 import sys
 

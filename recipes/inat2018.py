@@ -6,7 +6,7 @@
     accelerate launch --config_file recipes/accelerate/multi_node.yaml recipes/inat2018.py ...   # 2 machines
     ... --num_train_epochs 90                                          # decoupling's short schedule
 
-Defaults: dive_hf/recipe_configs/inat2018.yaml (every key is a flag). `--help` lists all flags.
+Defaults: dive_hf/recipe_configs/inat2018.yaml (every key is a flag). `--help` shows the main flags with their values here, `--help_all` every flag.
 """
 import sys
 

@@ -197,11 +197,14 @@ def test_imagenet_lt_recipe_under_accelerate_launch_two_processes(imagenet_lt_co
     for stage in ("teacher", "student"):
         log = json.loads((out / stage / "run_log.json").read_text())
         assert (log["world_size"], log["status"], log["effective_train_batch_size"]) == (2, "complete", 8)
-        assert log["command"].startswith("python ") and "imagenet_lt.py" in log["command"]
+        # the launcher's own command, which a reader needs to reproduce the 2-process run
+        assert log["launcher"] == "accelerate", log["command"]
+        assert log["command"].startswith("accelerate launch ") and "--num_processes 2" in log["command"]
+        assert "imagenet_lt.py" in log["command"]
         assert log["config"]["learning_rate"] == pytest.approx(0.1 * 8 / 256)  # linear scaling from batch 256
         assert set(log["versions"]) >= {"torch", "timm", "transformers", "accelerate", "datasets", "dive_hf"}
         card = (out / stage / "README.md").read_text()
-        assert "| processes | 2 |" in card and "| command | `python " in card
+        assert "| processes | 2 |" in card and "| command | `accelerate launch " in card
         model = timm.create_model(f"local-dir:{out / stage}", pretrained=True).eval()
         assert model.num_classes == 6
     assert json.loads((out / "student" / "config.json").read_text())["dive"]["teacher"]["name_or_path"] == str(
@@ -453,3 +456,21 @@ def test_a_recipe_command_with_bad_flags_prints_one_error_line():
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "recipes/imagenet_lt.py: error: give exactly one data source: --dataset, OLTR lists "
         "(--train_list/--eval_list) or iNat JSON (--inat_train_json/--inat_val_json); got none")
+
+
+def test_help_leads_with_dive_and_the_recipes_values_and_help_all_lists_everything():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    help_text = subprocess.run([sys.executable, str(RECIPES / "cifar100_lt.py"), "--help"], capture_output=True,
+                               text=True, timeout=300, env=env, check=True).stdout
+    head = "\n".join(help_text.splitlines()[:80])
+    for flag, value in (("--temperature", "3.0"), ("--power", "0.5"), ("--alpha", "0.5"), ("--num_train_epochs", "200"),
+                        ("--learning_rate", "0.1")):
+        assert flag in head, flag
+        after = head[head.index(flag):]
+        entry = " ".join(after[:after.index("\n  --")].split())  # the help text, unwrapped
+        assert f"[default: {value}]" in entry, (flag, entry)
+    assert "--neftune_noise_alpha" not in help_text and "--help_all lists them" in help_text
+    everything = subprocess.run([sys.executable, str(RECIPES / "cifar100_lt.py"), "--help_all"], capture_output=True,
+                                text=True, timeout=300, env=env, check=True).stdout
+    assert "--neftune_noise_alpha" in everything and "--temperature" in everything
+    assert len(help_text.splitlines()) < len(everything.splitlines()) / 2
