@@ -97,6 +97,10 @@ class BalancedSoftmaxConfig(TrainingArguments):
         value = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
         if value not in LR_SCHEDULES:
             raise ValueError(f"lr_scheduler_type={value!r} is not a schedule; choose one of {LR_SCHEDULES}")
+        if self.dataloader_pin_memory:  # pinned host memory only helps copies to a GPU; without one torch warns
+            import torch
+
+            self.dataloader_pin_memory = torch.cuda.is_available()
         multistep = value == "multistep"
         if multistep:
             self.lr_scheduler_type = "constant_with_warmup"  # what TrainingArguments validates; restored below
