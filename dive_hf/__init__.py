@@ -2,8 +2,7 @@
 
 Importing the package registers the CIFAR ResNets (``resnet20_cifar`` … ``resnet110_cifar``) with timm.
 """
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: F401
 from . import models  # noqa: E402,F401 — registers the CIFAR ResNets with timm
 from .config import BalancedSoftmaxConfig, DiVEConfig  # noqa: E402
 from .losses import balanced_softmax_cross_entropy, dive_loss, virtual_targets  # noqa: E402

@@ -11,9 +11,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .atomic import write_text
-from .evaluation import PER_CLASS_PLOT_NAME
-from .hub import CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME
 from .metrics import CITATION
+from .names import CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME
 from .report import percent
 
 __all__ = ["CITATION", "default_repo_id", "render_model_card", "render_release_card", "results_table",

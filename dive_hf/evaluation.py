@@ -17,12 +17,10 @@ from .data.long_tail import check_same_classes, shot_groups
 from .data.long_tail import class_counts as split_class_counts
 from .data.sources import DataArguments, load_splits
 from .data.transforms import attach_transform, model_transform
-from .hub import EVAL_RESULTS_NAME
+from .names import EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME
 
 __all__ = ["EvaluateArguments", "InferenceArguments", "PER_CLASS_PLOT_NAME", "iter_logits", "predict_logits", "resolve_device",
            "run_evaluate", "write_eval_report"]
-
-PER_CLASS_PLOT_NAME = "per_class_accuracy.png"
 
 
 def resolve_device(device: str | None = None) -> torch.device:

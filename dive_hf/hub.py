@@ -9,7 +9,6 @@ Every file is written atomically, weights first and the card last.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -21,17 +20,15 @@ import torch
 from timm.models._hub import save_config_for_hf  # public since timm 0.9, not re-exported
 
 from .atomic import atomic_path, write_json
+# The names live in the leaf module dive_hf.names (data and cards use them too); importable from here as before.
+from .names import (CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, HUB_FILES, REQUIRED_HUB_FILES, WEIGHTS_NAME,
+                    file_sha256)
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "EVAL_RESULTS_NAME", "timm_config", "save_checkpoint",
     "load_stage_model", "resolve_file", "read_config", "check_safetensors", "file_sha256", "push_folder", "push_files",
     "check_push_ready", "check_repo_id", "describe_push", "HUB_FILES",
 ]
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-EVAL_RESULTS_NAME = "eval_results.json"
 
 
 def timm_config(model: torch.nn.Module, label_names: list[str] | None, dive: dict) -> dict:
@@ -177,21 +174,6 @@ def _check_weights_loaded(model: torch.nn.Module, stored: set[str], source: str)
         raise ValueError(f"{source}: {WEIGHTS_NAME} does not match architecture {type(model).__name__} "
                          f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. "
                          f"{extra[:2]}): not a timm save_for_hf checkpoint of this model")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-#: The files of a stage folder that go to the Hub (README "Publish to the Hub"), the first three required.
-#: Nothing else is sent: no notes, credentials or other files left in the folder, no ``checkpoint-*/``.
-HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, EVAL_RESULTS_NAME, "per_class_accuracy.png", "training_args.json",
-             "run_log.json", "training_curves.png", "trainer_state.json")
-REQUIRED_HUB_FILES = HUB_FILES[:3]
 
 
 def push_files(folder: str | os.PathLike) -> list[Path]:

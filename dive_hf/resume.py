@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from .run_log import RUN_LOG_NAME
+from .names import RUN_LOG_NAME
 
 __all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings"]
 

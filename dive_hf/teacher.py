@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from .data.long_tail import check_same_classes
-from .hub import WEIGHTS_NAME, file_sha256, load_stage_model, resolve_file
+from .hub import load_stage_model, resolve_file
+from .names import WEIGHTS_NAME, file_sha256
 
 __all__ = ["FrozenTeacher", "load_teacher", "check_teacher_matches"]
 

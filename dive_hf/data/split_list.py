@@ -28,7 +28,7 @@ from pathlib import Path
 
 import datasets
 
-from ..hub import file_sha256
+from ..names import file_sha256
 from .cache import cache_root, cached_dataset
 
 __all__ = ["load_split_list", "load_inat_json", "MAX_CLASSES", "SPLIT_SOURCE_KEY"]

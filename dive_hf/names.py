@@ -1,0 +1,38 @@
+"""The file names of a stage folder, and the hash that identifies a file.
+
+A leaf module (it imports nothing from ``dive_hf``): data, Hub I/O, evaluation, cards and the trainers all name the
+same files, and take the names from here instead of from each other. The old homes re-export them
+(``dive_hf.hub.CONFIG_NAME``, ``dive_hf.evaluation.PER_CLASS_PLOT_NAME``, ``dive_hf.run_log.RUN_LOG_NAME``, ...).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+__all__ = [
+    "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "EVAL_RESULTS_NAME", "PER_CLASS_PLOT_NAME", "RUN_LOG_NAME",
+    "TRAINING_ARGS_NAME", "HUB_FILES", "REQUIRED_HUB_FILES", "file_sha256",
+]
+
+CONFIG_NAME = "config.json"  # timm's save_for_hf config, with label_names and the dive block
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"  # the model card
+EVAL_RESULTS_NAME = "eval_results.json"
+PER_CLASS_PLOT_NAME = "per_class_accuracy.png"
+RUN_LOG_NAME = "run_log.json"
+TRAINING_ARGS_NAME = "training_args.json"
+
+#: The files of a stage folder that go to the Hub (README "Publish to the Hub"), the first three required.
+#: Nothing else is sent: no notes, credentials or other files left in the folder, no ``checkpoint-*/``.
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINING_ARGS_NAME,
+             RUN_LOG_NAME, "training_curves.png", "trainer_state.json")
+REQUIRED_HUB_FILES = HUB_FILES[:3]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks (how a teacher or a list file is identified)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
