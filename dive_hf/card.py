@@ -12,7 +12,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .atomic import write_text
 from .metrics import CITATION
-from .names import CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME
+from .names import (CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINING_CURVES_NAME,
+                    VIRTUAL_EXAMPLES_NAME)
 from .report import percent
 
 __all__ = ["CITATION", "default_repo_id", "render_model_card", "render_release_card", "results_table",
@@ -36,7 +37,8 @@ def results_table(metrics: dict, prefix: str = "eval_") -> str:
 
 
 def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str, dataset_name: str | None = None,
-                      license: str = "apache-2.0", per_class_plot: str | None = None,
+                      license: str = "apache-2.0", per_class_plot: str | None = None, curves_plot: str | None = None,
+                      virtual_plot: str | None = None,
                       hub_datasets: list[str] | None = None) -> str:
     """The model card text.
 
@@ -97,6 +99,7 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         results_table=results_table(metrics), eval_split=split, eval_size=dataset.get("eval_size", "?"),
         many_threshold=dive.get("many_shot_threshold"), few_threshold=dive.get("few_shot_threshold"),
         group_sizes=groups, repo_id=repo_id, training=training, citation=CITATION, per_class_plot=per_class_plot,
+        curves_plot=curves_plot, virtual_plot=virtual_plot,
     )
     return str(card)
 
@@ -116,7 +119,10 @@ def write_folder_card(folder: str | Path, repo_id: str | None = None) -> str:
     metrics = json.loads(results_path.read_text()).get("metrics", {}) if results_path.is_file() else {}
     plot = PER_CLASS_PLOT_NAME if (folder / PER_CLASS_PLOT_NAME).is_file() else None
     training = (config.get("dive") or {}).get("training", {})
-    text = render_model_card(config, metrics, training, repo_id or default_repo_id(folder), per_class_plot=plot)
+    curves = TRAINING_CURVES_NAME if (folder / TRAINING_CURVES_NAME).is_file() else None
+    virtual = f"{VIRTUAL_EXAMPLES_NAME}.png" if (folder / f"{VIRTUAL_EXAMPLES_NAME}.png").is_file() else None
+    text = render_model_card(config, metrics, training, repo_id or default_repo_id(folder), per_class_plot=plot,
+                             curves_plot=curves, virtual_plot=virtual)
     write_text(folder / CARD_NAME, text)
     return text
 

@@ -47,6 +47,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
             Resume a checkpoint although τ, p, α, τ_s, the class counts, the imbalance factor or the seed differ from
             what it was trained with (refused otherwise: the card would claim the new values for the whole run).
             The changes are recorded in `run_log.json`, `config.json` and the card.
+        hub_strategy (`str`, defaults to `"end"`):
+            The only value supported: the Hub repo receives the complete, evaluated stage folder, never an
+            intermediate checkpoint.
         logging_nan_inf_filter (`bool`, defaults to `False`):
             transformers' filter that leaves NaN/inf losses out of the logged average. Off here: it reads every
             step's loss on the host (a device synchronisation per step), and dive_hf stops a run with a non-finite
@@ -79,6 +82,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
     allow_changed_settings_on_resume: bool = field(default=False, metadata={
         "help": "Resume although τ, p, α, τ_s, class counts, imbalance factor or seed changed (recorded in the run "
                 "log and the card); refused otherwise."})
+    hub_strategy: str = field(default="end", metadata={
+        "help": "Only 'end': a Hub repo receives the complete, evaluated stage folder, never an intermediate "
+                "checkpoint.", "choices": ["end"]})
     logging_nan_inf_filter: bool = field(default=False, metadata={
         "help": "Leave NaN/inf losses out of the logged average (reads the loss on the host every step). dive_hf "
                 "stops a run with a non-finite loss anyway."})
@@ -128,6 +134,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
         if self.few_shot_threshold < 0 or self.many_shot_threshold < 0:
             raise ValueError(f"shot thresholds must be ≥ 0, got many_shot_threshold={self.many_shot_threshold}, "
                              f"few_shot_threshold={self.few_shot_threshold}")
+        if getattr(self.hub_strategy, "value", self.hub_strategy) != "end":
+            raise ValueError(f"hub_strategy={getattr(self.hub_strategy, 'value', self.hub_strategy)!r} is not "
+                             f"supported: dive_hf pushes only the complete, evaluated stage folder (hub_strategy='end')")
         if self.push_to_hub and (not self.hub_model_id or self.hub_model_id.count("/") != 1):
             raise ValueError(f"push_to_hub needs hub_model_id='user_or_org/name', got hub_model_id="
                              f"{self.hub_model_id!r}")

@@ -13,10 +13,10 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
+from .names import TRAINING_CURVES_NAME  # noqa: E402
 
 __all__ = ["TRAINING_CURVES_NAME", "plot_training_curves"]
 
-TRAINING_CURVES_NAME = "training_curves.png"
 _LOSSES = (("loss", "total"), ("loss_hard", "hard-label (BSCE)"), ("loss_distill", "distillation (KL)"))
 _ACCURACY = (("eval_accuracy", "overall", "black"), ("eval_many_shot_accuracy", "many", "#4C72B0"),
              ("eval_medium_shot_accuracy", "medium", "#DD8452"), ("eval_few_shot_accuracy", "few", "#C44E52"))

@@ -11,7 +11,8 @@ import os
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "EVAL_RESULTS_NAME", "PER_CLASS_PLOT_NAME", "RUN_LOG_NAME",
-    "TRAINING_ARGS_NAME", "HUB_FILES", "REQUIRED_HUB_FILES", "file_sha256",
+    "TRAINING_ARGS_NAME", "TRAINING_CURVES_NAME", "TRAINER_STATE_NAME", "VIRTUAL_EXAMPLES_NAME", "HUB_FILES",
+    "REQUIRED_HUB_FILES", "file_sha256",
 ]
 
 CONFIG_NAME = "config.json"  # timm's save_for_hf config, with label_names and the dive block
@@ -21,11 +22,15 @@ EVAL_RESULTS_NAME = "eval_results.json"
 PER_CLASS_PLOT_NAME = "per_class_accuracy.png"
 RUN_LOG_NAME = "run_log.json"
 TRAINING_ARGS_NAME = "training_args.json"
+TRAINING_CURVES_NAME = "training_curves.png"  # loss parts, lr, many/medium/few over epochs
+TRAINER_STATE_NAME = "trainer_state.json"  # the Trainer's state with its log history
+VIRTUAL_EXAMPLES_NAME = "virtual_examples"  # .json / .png: the teacher's virtual examples at the student's (τ, p)
 
 #: The files of a stage folder that go to the Hub (README "Publish to the Hub"), the first three required.
 #: Nothing else is sent: no notes, credentials or other files left in the folder, no ``checkpoint-*/``.
 HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINING_ARGS_NAME,
-             RUN_LOG_NAME, "training_curves.png", "trainer_state.json")
+             RUN_LOG_NAME, TRAINING_CURVES_NAME, TRAINER_STATE_NAME, f"{VIRTUAL_EXAMPLES_NAME}.json",
+             f"{VIRTUAL_EXAMPLES_NAME}.png")
 REQUIRED_HUB_FILES = HUB_FILES[:3]
 
 

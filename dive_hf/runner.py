@@ -209,9 +209,14 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
 
                 push_folder(plan.folder, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
             continue
+        previous = plan.folder.with_name(plan.folder.name + ".previous")
         if plan.action == "train" and recipe.overwrite and main_process and plan.folder.exists():
-            say(f"{plan.name}: --overwrite: replacing {plan.folder}")
-            shutil.rmtree(plan.folder)
+            # kept aside until the new folder is complete: a failed or killed replacement loses nothing
+            if previous.exists():
+                shutil.rmtree(previous)
+            plan.folder.rename(previous)
+            say(f"{plan.name}: --overwrite: replacing {plan.folder} (the old one waits in {previous} until the new "
+                f"one is complete)")
         model = recipe.arch
         if plan.action == "evaluate":  # trained earlier; only its evaluation is missing
             from .hub import load_stage_model
@@ -242,6 +247,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
         results[plan.name] = trainer.final_evaluation() if test is not None else {}
         trainer.save_model()
         del trainer
+        if main_process and previous.exists() and recipe.overwrite:
+            shutil.rmtree(previous)
 
     args = _config_for(plans[0], training, recipe, teacher)
     counts = class_counts(train_raw, label_column)

@@ -151,17 +151,18 @@ else:
 
 # ---- 3. a full disk -----------------------------------------------------------------------------------------------
 def test_full_disk_during_a_save_is_clear_and_keeps_the_previous_files(reference, tmp_path):
-    """Files may not grow past 200 kB (EFBIG, as on a full disk) while a finished teacher is being retrained: the
-    run fails naming the file, and the previous weights are untouched, with no temporary file left behind."""
+    """Files may not grow past 200 kB (EFBIG, as on a full disk) while a finished teacher is being replaced
+    (--overwrite): the run fails naming the file, with no temporary file left behind, and the previous teacher is
+    untouched (kept aside as teacher.previous until a replacement is complete)."""
     out = tmp_path / "run"
     shutil.copytree(reference / "teacher", out / "teacher", ignore=shutil.ignore_patterns("checkpoint-*"))
-    before = (out / "teacher" / "model.safetensors").read_bytes()
-    proc = _run(out, "--stage", "teacher", fault={"FAULT_FILE_SIZE_LIMIT": "200000"}, check=False)
+    before = {p.name: p.read_bytes() for p in (out / "teacher").iterdir() if p.is_file()}
+    proc = _run(out, "--stage", "teacher", "--overwrite", fault={"FAULT_FILE_SIZE_LIMIT": "200000"}, check=False)
     assert proc.returncode == 1
     assert "could not write" in proc.stderr and "model.safetensors" in proc.stderr
-    assert "untouched" in proc.stderr
-    assert (out / "teacher" / "model.safetensors").read_bytes() == before
-    leftovers = [p for p in (out / "teacher").rglob(".*.tmp")]
+    assert "untouched" in proc.stderr and "Traceback" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in (out / "teacher.previous").iterdir() if p.is_file()} == before
+    leftovers = [p for p in out.rglob(".*.tmp")]
     assert not leftovers, leftovers
 
 

@@ -172,7 +172,8 @@ def test_quickstart_pushes_both_stages_and_links_the_teacher(hub, tmp_path):
 
 # ---- what a push sends, and loading errors --------------------------------------------------------------------------
 HUB_FILES = {"config.json", "model.safetensors", "README.md", "eval_results.json", "per_class_accuracy.png",
-             "training_args.json", "run_log.json", "training_curves.png", "trainer_state.json"}
+             "training_args.json", "run_log.json", "training_curves.png", "trainer_state.json",
+             "virtual_examples.json", "virtual_examples.png"}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 
 
@@ -198,6 +199,8 @@ def make_stage_folder(folder: Path, num_classes: int = 3) -> Path:
     (folder / "run_log.json").write_text(json.dumps({"status": "complete"}))
     (folder / "training_args.json").write_text(json.dumps({"learning_rate": 0.1}))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    (folder / "virtual_examples.json").write_text(json.dumps({"rows": []}))
+    (folder / "virtual_examples.png").write_bytes(PNG)
     write_folder_card(folder)
     return folder
 

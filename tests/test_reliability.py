@@ -99,7 +99,7 @@ def test_another_tau_p_never_replaces_a_complete_student(complete_run, tmp_path,
     code, stdout, err = _quickstart([*TINY, "--stage", "student", "--temperature", "6", "--power", "1.0",
                                      "--overwrite", "--output_dir", str(out)], capsys)
     assert code == 0, err
-    assert "--overwrite: replacing" in stdout
+    assert "--overwrite: replacing" in stdout and not (out / "student.previous").exists()
     assert json.loads((out / "student" / "config.json").read_text())["dive"]["temperature"] == 6.0
 
 

@@ -21,15 +21,12 @@ Private ``transformers.Trainer`` methods still overridden, each the only hook fo
     _save                  Every save, checkpoints included, must write timm's layout (``model.safetensors`` with
                            timm's keys and ``config.json`` with the ``dive`` block) instead of transformers'; it is
                            also where ``save_model`` hands over the state dict it gathered under DeepSpeed or FSDP.
-    _push_from_checkpoint  Intermediate checkpoints are never pushed: unless ``hub_strategy="end"``, transformers
-                           would copy each checkpoint's weights into the output folder and upload that folder, while
-                           the Hub repo must only ever hold a complete, evaluated stage folder. Drop this override
-                           once the configs default (and hold) ``hub_strategy`` to ``"end"``: the trainers do not
-                           change the arguments they are given.
 
-No longer overridden: ``_save_checkpoint``. "Never write a checkpoint of a diverged model" is checked in the public
-``save_model`` when the Trainer calls it with ``_internal_call=True`` — the first step of its checkpoint save, on
-every process — and at every log and at the end of training.
+No longer overridden: ``_push_from_checkpoint`` — the configs hold ``hub_strategy="end"`` (any other value is a
+``ValueError``), so transformers itself never pushes an intermediate checkpoint: the Hub repo only ever holds a
+complete, evaluated stage folder. ``_save_checkpoint`` — "never write a checkpoint of a diverged model" is checked in
+the public ``save_model`` when the Trainer calls it with ``_internal_call=True`` (the first step of its checkpoint
+save, on every process), and at every log and at the end of training.
 """
 from .base import BalancedSoftmaxTrainer, CrossEntropyTrainer
 from .dive import DiVETrainer, deepspeed_teacher_dtype

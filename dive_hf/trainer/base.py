@@ -211,11 +211,6 @@ class BalancedSoftmaxTrainer(Trainer):
         stay local. Only the main process pushes; ``blocking`` is accepted for compatibility (pushes block)."""
         return outputs.push_stage_folder(self, commit_message, token, revision, private, saved=_saved, **kwargs)
 
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # Private hook: intermediate checkpoints are not pushed, whatever hub_strategy says; the Hub repo only ever
-        # holds a complete, evaluated stage folder (package docstring).
-        return None
-
 
 class CrossEntropyTrainer(BalancedSoftmaxTrainer):
     """The baseline of the paper's tables: plain cross-entropy ``CE(z, y)``, no class prior, same recipe and

@@ -10,15 +10,17 @@ from transformers import Trainer
 from .._version import __version__
 from ..atomic import write_json
 from ..card import write_folder_card
+from ..curves import plot_training_curves
 from ..data.long_tail import shot_groups
 from ..evaluation import write_eval_report
 from ..hub import push_folder, save_checkpoint
-from ..names import CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINING_ARGS_NAME
+from ..names import (CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINER_STATE_NAME, TRAINING_ARGS_NAME,
+                     TRAINING_CURVES_NAME)
 from ..run_log import training_summary
 from .run import write_run_log
 
 __all__ = ["complete_stage_folder", "dive_metadata", "push_stage_folder", "save_stage_files", "write_card",
-           "write_reports"]
+           "write_curves", "write_reports"]
 
 
 def dive_metadata(trainer) -> dict:
@@ -52,8 +54,26 @@ def save_stage_files(trainer, output_dir: str, state_dict: dict | None = None) -
     write_run_log(trainer, folder=output_dir)
 
 
+def write_curves(trainer, output_dir: str) -> None:
+    """The Trainer's state with its log history (``trainer_state.json``) and ``training_curves.png`` (loss parts,
+    lr, many/medium/few over epochs) in the stage folder — kept as they are when this trainer has not trained (it
+    only evaluated the folder's weights again)."""
+    import dataclasses
+    import json
+
+    history = trainer.state.log_history
+    if not trainer.args.should_save or not any("loss" in entry for entry in history):
+        return
+    state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
+    write_json(Path(output_dir) / TRAINER_STATE_NAME, state)
+    plot_training_curves(history, Path(output_dir) / TRAINING_CURVES_NAME,
+                         title=f"{trainer._stage} — {Path(output_dir).name}")
+
+
 def write_reports(trainer, output_dir: str) -> None:
-    """``eval_results.json`` and ``per_class_accuracy.png`` of the last evaluation (if any), then the card."""
+    """``eval_results.json`` and ``per_class_accuracy.png`` of the last evaluation (if any), the training curves,
+    then the card."""
+    write_curves(trainer, output_dir)
     metrics = trainer.latest_eval_metrics()
     per_class = trainer._checkpoint_eval[1] if trainer._checkpoint_eval else None
     plot = Path(output_dir) / PER_CLASS_PLOT_NAME
