@@ -38,6 +38,10 @@ class BalancedSoftmaxConfig(TrainingArguments):
             Epochs at which the `"multistep"` schedule decays the lr.
         lr_decay_factor (`float`, defaults to `0.1`):
             Factor of each `"multistep"` decay.
+        image_size (`int`, *optional*):
+            Train and evaluate a model created from an architecture name at this square resolution (the default is
+            the architecture's own, e.g. 224 for `resnet18`, 32 for `resnet32_cifar`); written into the saved
+            `pretrained_cfg`, so every loader uses it.
         channels_last (`bool`, defaults to `False`):
             Train (and run the teacher) in the channels-last memory format — faster convolutions under bf16/fp16.
         seeded_augmentation (`bool`, defaults to `True`):
@@ -74,6 +78,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
     lr_decay_epochs: list[float] | None = field(default=None, metadata={
         "help": "Epochs at which the 'multistep' schedule multiplies the lr by lr_decay_factor.", "nargs": "+"})
     lr_decay_factor: float = field(default=0.1, metadata={"help": "Factor of each 'multistep' decay."})
+    image_size: int | None = field(default=None, metadata={
+        "help": "Train and evaluate at this square resolution (any timm architecture; e.g. 64 for a 64-px ResNet-18); "
+                "default: the architecture's own input size. Recorded in the checkpoint's pretrained_cfg."})
     channels_last: bool = field(default=False, metadata={
         "help": "Channels-last memory format for the model, the teacher and the batches."})
     seeded_augmentation: bool = field(default=True, metadata={
@@ -131,6 +138,8 @@ class BalancedSoftmaxConfig(TrainingArguments):
                              f"schedule) with warmup_epochs={self.warmup_epochs}")
         if self.warmup_epochs and self.warmup_steps:
             raise ValueError(f"give warmup_epochs={self.warmup_epochs} or warmup_steps={self.warmup_steps}, not both")
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image_size={self.image_size}: must be at least 8 px")
         if self.few_shot_threshold < 0 or self.many_shot_threshold < 0:
             raise ValueError(f"shot thresholds must be ≥ 0, got many_shot_threshold={self.many_shot_threshold}, "
                              f"few_shot_threshold={self.few_shot_threshold}")

@@ -178,7 +178,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     if train_raw is None:
         raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
     label_column, image_column = data.split_label_column, data.split_image_column
-    probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes)
+    probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes, training.get("image_size"))
 
     def prepare(split, model, augment: bool):
         """The split as the model takes it: on the device (--device_data) or transformed on the fly."""

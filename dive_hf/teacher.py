@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data.long_tail import check_same_classes
@@ -19,16 +20,25 @@ logger = logging.getLogger(__name__)
 
 
 class FrozenTeacher(nn.Module):
-    """A teacher in ``eval()`` without gradients, fed inputs normalised for the *student*.
+    """A teacher in ``eval()`` without gradients, fed inputs prepared for the *student*.
 
-    When the teacher's ``pretrained_cfg`` mean/std differ from the student's, inputs are renormalised:
-    ``x_t = (x_s · σ_s + μ_s − μ_t) / σ_t`` (as timm's ``DistillationTeacher`` does).
+    It sees them as it was trained to: when the teacher's ``pretrained_cfg`` mean/std differ from the student's,
+    inputs are renormalised, ``x_t = (x_s · σ_s + μ_s − μ_t) / σ_t`` (as timm's ``DistillationTeacher`` does); when
+    its input size differs (a 32-px CIFAR teacher for a 64-px student), batches are resized on the device to the
+    teacher's size (bilinear, antialiased), and the log says so once.
     """
 
-    def __init__(self, teacher: nn.Module, student_mean=None, student_std=None):
+    def __init__(self, teacher: nn.Module, student_mean=None, student_std=None, student_input_size=None):
         super().__init__()
         self.model = teacher.eval().requires_grad_(False)
         cfg = getattr(teacher, "pretrained_cfg", {}) or {}
+        t_size, s_size = cfg.get("input_size"), student_input_size
+        self.resize_to = (tuple(t_size[-2:]) if t_size and s_size and tuple(t_size[-2:]) != tuple(s_size[-2:])
+                          else None)
+        if self.resize_to:
+            logger.warning("the teacher takes %s px inputs and the student %s px: the student's batches are resized "
+                           "to %s px (bilinear, antialiased) for the teacher", "×".join(map(str, t_size[-2:])),
+                           "×".join(map(str, s_size[-2:])), "×".join(map(str, self.resize_to)))
         t_mean, t_std = cfg.get("mean"), cfg.get("std")
         self.renormalise = (
             student_mean is not None and student_std is not None and t_mean is not None and t_std is not None
@@ -49,6 +59,9 @@ class FrozenTeacher(nn.Module):
         with torch.inference_mode():
             # Inputs may arrive in the student's dtype (DeepSpeed casts batches to bf16/fp16); the teacher keeps its own.
             pixel_values = pixel_values.to(next(self.model.parameters()).dtype)
+            if self.resize_to and tuple(pixel_values.shape[-2:]) != self.resize_to:
+                pixel_values = F.interpolate(pixel_values, size=self.resize_to, mode="bilinear", align_corners=False,
+                                             antialias=True)
             if self.renormalise:
                 pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
             logits = self.model(pixel_values)

@@ -9,10 +9,26 @@ from .cifar_resnet import CIFAR_ARCHITECTURES, CifarResNet
 __all__ = ["CIFAR_ARCHITECTURES", "CifarResNet", "create_timm_model"]
 
 
-def create_timm_model(name: str, num_classes: int) -> torch.nn.Module:
-    """``timm.create_model`` with an error naming the architecture and its closest registered names."""
+def create_timm_model(name: str, num_classes: int, image_size: int | None = None) -> torch.nn.Module:
+    """``timm.create_model`` with an error naming the architecture and its closest registered names.
+
+    ``image_size`` trains any architecture at another square resolution: its ``pretrained_cfg`` says so (so the
+    transforms, the saved ``config.json`` and every loader agree), and models with a fixed input grid (ViTs) get
+    ``img_size`` too. Convolutional nets need nothing else (global pooling).
+    """
+    kwargs = {}
+    if image_size is not None:
+        if image_size < 8:
+            raise ValueError(f"image_size={image_size}: must be at least 8 px")
+        kwargs["pretrained_cfg_overlay"] = {"input_size": (3, image_size, image_size), "test_input_size": None,
+                                            "fixed_input_size": False}
     try:
-        return timm.create_model(name, num_classes=num_classes)
+        if image_size is not None:
+            try:
+                return timm.create_model(name, num_classes=num_classes, img_size=image_size, **kwargs)
+            except TypeError:  # a convolutional net: no img_size argument
+                pass
+        return timm.create_model(name, num_classes=num_classes, **kwargs)
     except RuntimeError as e:
         if "Unknown model" not in str(e):
             raise

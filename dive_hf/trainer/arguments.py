@@ -60,7 +60,7 @@ def prepare_model(model, args, num_classes: int) -> torch.nn.Module:
                         f"TimmWrapper: model.timm_model) or a timm architecture name")
     if isinstance(model, str):
         set_seed(args.seed)  # Trainer seeds only after __init__; the initial weights must be reproducible too
-        model = create_timm_model(model, num_classes)
+        model = create_timm_model(model, num_classes, args.image_size)
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise ValueError(f"model has {model.num_classes} outputs but the training set has {num_classes} classes")
     if args.channels_last:

@@ -88,7 +88,8 @@ def place_teacher(teacher: torch.nn.Module, student: torch.nn.Module, accelerato
     Not ``accelerator.prepare_model``: the teacher is neither wrapped (DDP/FSDP/DeepSpeed) nor registered as a
     prepared model; it only needs the device, and the mixed-precision autocast is applied around its forward."""
     student_cfg = getattr(student, "pretrained_cfg", {}) or {}
-    frozen = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std")).to(accelerator.device)
+    frozen = FrozenTeacher(teacher, student_cfg.get("mean"), student_cfg.get("std"),
+                           student_cfg.get("input_size")).to(accelerator.device)
     if args.channels_last:
         frozen = frozen.to(memory_format=torch.channels_last)
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
