@@ -52,7 +52,9 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
     stage = dive.get("stage", "teacher")
     dataset = dive.get("dataset", {})
     dataset_name = dataset_name or dataset.get("name") or "custom long-tailed dataset"
-    split = dataset.get("eval_split") or "eval"
+    if hub_datasets is None and dataset_name.count("/") == 1 and not Path(dataset_name).exists():
+        hub_datasets = [dataset_name]  # a Hub dataset id: the card's metadata links it
+    split = dataset.get("eval_split") or "evaluation"
     eval_results = [
         EvalResult(task_type="image-classification", task_name="Long-tailed image classification",
                    dataset_type=(hub_datasets or [dataset_name])[0], dataset_name=dataset_name, dataset_split=split,
@@ -153,7 +155,7 @@ def render_release_card(source: dict, eval_results: dict | None) -> str:
                      "shot_group_sizes": {g: len(m) for g, m in shot_groups(counts, many, few).items()}})
         dive["dataset"].update(eval_split=eval_results.get("split") or dive["dataset"]["eval_split"],
                                eval_size=(eval_results.get("dataset") or {}).get("eval_size", "?"),
-                               train_size=sum(counts) if counts else "?")
+                               train_size=sum(counts) if counts else None)
         metrics = eval_results.get("metrics", {})
     config = {"architecture": source["backbone"], "num_classes": source["num_classes"], "dive": dive}
     training = {"recipe": f"`{source['recipe']}`"} if source.get("recipe") else {}

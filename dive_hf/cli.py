@@ -81,7 +81,16 @@ def data(argv: list[str]) -> int:
     split = train if args.which == "train" else evaluation
     if split is None:
         raise ValueError(f"--which {args.which}: this data source has no {args.which} split")
-    summary = split_summary(split, args.label_column, args.many_shot_threshold, args.few_shot_threshold)
+    training_counts = None
+    if args.which != "train":  # group an evaluation split by its classes' *training* counts when the data has them
+        if train is not None:
+            from .data.long_tail import class_counts
+
+            training_counts = class_counts(train, args.split_label_column)
+        else:
+            print(f"note: no training split given, so shot groups use the {args.which} split's own counts")
+    summary = split_summary(split, args.split_label_column, args.many_shot_threshold, args.few_shot_threshold,
+                            training_counts)
     print(format_summary(summary))
     if args.plot:
         from .plots import plot_class_counts

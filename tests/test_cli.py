@@ -302,3 +302,22 @@ def test_card_of_a_stage_folder_is_written_into_it(tmp_path, capsys):
     (folder / "README.md").write_text("my own notes\n")
     assert run_cli(["card", str(folder)]) == 2
     assert (folder / "README.md").read_text() == "my own notes\n"
+
+
+def test_data_groups_an_eval_split_by_its_training_counts(tmp_path, capsys):
+    from conftest import write_imagenet_lt
+
+    from dive_hf.cli import main
+
+    folder, root = write_imagenet_lt(tmp_path / "data", [30, 12, 3], test_per_class=4)
+    lists = ["--train_list", str(folder / "ImageNet_LT_train.txt"), "--eval_list",
+             str(folder / "ImageNet_LT_test.txt"), "--image_root", str(root), "--many_shot_threshold", "20",
+             "--few_shot_threshold", "5"]
+    assert main(["data", *lists, "--which", "eval"]) == 0
+    out = capsys.readouterr().out
+    # 4 test images per class: by their own counts all would be "few"; by training counts 1 many, 1 medium, 1 few
+    assert "split: ImageNet-LT" in out
+    assert "shot groups (by training counts): many > 20: 1 classes (4 images) · medium: 1 (4) · few < 5: 1 (4)" in out
+    assert main(["data", "--eval_list", str(folder / "ImageNet_LT_test.txt"), "--image_root", str(root),
+                 "--which", "eval"]) == 0
+    assert "shot groups (by this split's counts)" in capsys.readouterr().out

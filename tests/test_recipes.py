@@ -205,6 +205,10 @@ def test_imagenet_lt_recipe_under_accelerate_launch_two_processes(imagenet_lt_co
         assert set(log["versions"]) >= {"torch", "timm", "transformers", "accelerate", "datasets", "dive_hf"}
         card = (out / stage / "README.md").read_text()
         assert "| processes | 2 |" in card and "| command | `accelerate launch " in card
+        # the data set and split the OLTR list names, not the list file's stem and "eval"
+        dataset = json.loads((out / stage / "config.json").read_text())["dive"]["dataset"]
+        assert (dataset["name"], dataset["train_split"], dataset["eval_split"]) == ("ImageNet-LT", "train", "test")
+        assert "name: ImageNet-LT" in card and "split: test" in card and "Training set: ImageNet-LT, " in card
         model = timm.create_model(f"local-dir:{out / stage}", pretrained=True).eval()
         assert model.num_classes == 6
     assert json.loads((out / "student" / "config.json").read_text())["dive"]["teacher"]["name_or_path"] == str(

@@ -42,6 +42,9 @@ class DataArguments:
     allow_outside_root: bool = field(default=False, metadata={"help": (
         "Accept list/JSON image paths that leave --image_root (absolute paths, '..' above it); refused by "
         "default, naming the file and line.")})
+    dataset_name: str | None = field(default=None, metadata={"help": (
+        "The data set's name in the cards and reports (default: the Hub id, or what the list / JSON file name says, "
+        "e.g. ImageNet_LT_train.txt → ImageNet-LT).")})
 
     @property
     def split_label_column(self) -> str:
@@ -91,8 +94,19 @@ def _load_dataset_source(args: DataArguments):
 
 def load_splits(args: DataArguments, class_names: list[str] | None = None
                 ) -> tuple[datasets.Dataset | None, datasets.Dataset | None]:
-    """``(train, eval)`` raw splits (either may be ``None``). List/JSON splits take ``class_names`` if given, else
-    the eval split shares the training split's class names."""
+    """``(train, eval)`` raw splits (either may be ``None``), named ``args.dataset_name`` (or the Hub id) in their
+    ``info``. List/JSON splits take ``class_names`` if given, else the eval split shares the training split's
+    class names."""
+    train, evaluation = _load_splits(args, class_names)
+    name = args.dataset_name or (args.dataset if args.dataset and not args.dataset.startswith("embedded:")
+                                 and not Path(args.dataset).is_dir() else None)
+    for split in (train, evaluation):
+        if name and split is not None:
+            split.info.dataset_name = name
+    return train, evaluation
+
+
+def _load_splits(args: DataArguments, class_names: list[str] | None = None):
     options = dict(verify_images=args.verify_images, skip_corrupt=args.skip_corrupt,
                    allow_outside_root=args.allow_outside_root)
     if args.dataset:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ __all__ = ["load_split_list", "load_inat_json", "MAX_CLASSES", "SPLIT_SOURCE_KEY
 logger = logging.getLogger(__name__)
 
 SPLIT_SOURCE_KEY = "dive_hf.split_source"  # key of the provenance JSON in the dataset's info.description
-_BUILDER_VERSION = 2
+_BUILDER_VERSION = 3  # 3: the data set's name and split from the file name
 #: Most classes a split may infer from its labels (iNaturalist 2018: 8,142; the largest benchmarks stay far below).
 #: More than that without ``class_names`` is taken for a bad label; pass ``class_names`` to declare more.
 MAX_CLASSES = 100_000
@@ -291,10 +292,30 @@ def _build_manifest(source: Path, image_root: Path, class_names, verify: bool, s
                                      "allow_outside_root": allow_outside_root}}
     if category_ids is not None and category_ids != list(range(len(category_ids))):
         provenance[SPLIT_SOURCE_KEY]["category_ids"] = category_ids  # label i was category id category_ids[i]
-    info = datasets.DatasetInfo(dataset_name=source.stem, features=features, description=json.dumps(provenance))
+    name, split = dataset_name_and_split(source)
+    info = datasets.DatasetInfo(dataset_name=name, features=features, description=json.dumps(provenance))
     return datasets.Dataset.from_dict(
         {"image": [str(image_root / r.path) for r in records], "label": [r.label for r in records]},
-        features=features, info=info)
+        features=features, info=info, split=datasets.NamedSplit(split) if split else None)
+
+
+_SPLIT_WORDS = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
+                "validation": "validation", "test": "test", "open": "open"}
+
+
+def dataset_name_and_split(source: Path) -> tuple[str, str | None]:
+    """The data set and split a list / JSON file names: ``ImageNet_LT_test.txt`` → (``ImageNet-LT``, ``test``),
+    ``Places_LT_val.txt`` → (``Places-LT``, ``validation``), iNat's ``val2018.json`` → (``iNaturalist 2018``,
+    ``validation``); a name without a split word keeps its stem and no split."""
+    stem = source.stem
+    inat = re.fullmatch(r"(train|val|test)(20\d\d)", stem)
+    if inat:
+        return f"iNaturalist {inat.group(2)}", _SPLIT_WORDS[inat.group(1)]
+    parts = re.split(r"[_\-.]", stem)
+    if len(parts) > 1 and parts[-1].lower() in _SPLIT_WORDS:
+        name = "_".join(parts[:-1])
+        return re.sub(r"_LT$", "-LT", name), _SPLIT_WORDS[parts[-1].lower()]
+    return stem, None
 
 
 def load_split_list(list_file: str | os.PathLike, image_root: str | os.PathLike, class_names: list[str] | None = None,

@@ -28,11 +28,15 @@ class DataSummaryArguments(DataArguments):
             raise ValueError(f"which={self.which!r}: choose 'train' or 'eval'")
 
 
-def split_summary(dataset, label_column: str = "label", many: int = 100, few: int = 20) -> dict:
-    """Counts and shot groups of a split (JSON-serialisable)."""
+def split_summary(dataset, label_column: str = "label", many: int = 100, few: int = 20,
+                  training_counts: list[int] | None = None) -> dict:
+    """Counts and shot groups of a split (JSON-serialisable). Shot groups are by ``training_counts`` when given
+    (an evaluation split is grouped by how many *training* images its classes have), else by the split's own."""
     counts = class_counts(dataset, label_column)
     names = label_names(dataset, label_column)
-    groups = shot_groups(counts, many, few)
+    if training_counts is not None and len(training_counts) != len(counts):
+        raise ValueError(f"the training split has {len(training_counts)} classes, this split {len(counts)}")
+    groups = shot_groups(training_counts if training_counts is not None else counts, many, few)
     nonzero = [c for c in counts if c > 0]
     order = np.argsort(counts, kind="stable")[::-1]
     return {
@@ -46,6 +50,7 @@ def split_summary(dataset, label_column: str = "label", many: int = 100, few: in
         "many_shot_threshold": many,
         "few_shot_threshold": few,
         "groups": {g: {"classes": len(m), "images": int(sum(counts[i] for i in m))} for g, m in groups.items()},
+        "groups_by": "training counts" if training_counts is not None else "this split's counts",
         "head": [(names[i], counts[i]) for i in order[:3]],
         "tail": [(names[i], counts[i]) for i in order[-3:]],
         "class_counts": counts,
@@ -72,7 +77,8 @@ def format_summary(summary: dict) -> str:
         f"split: {summary['name'] or '(unnamed)'}",
         f"classes: {summary['classes']:,}   images: {summary['images']:,}   per class: "
         f"{summary['max_per_class']:,} → {summary['min_per_class']:,}   imbalance factor: {summary['imbalance_factor']}",
-        f"shot groups (by training count): many > {summary['many_shot_threshold']}: {g['many']['classes']} classes "
+        f"shot groups (by {summary.get('groups_by', 'training counts')}): many > {summary['many_shot_threshold']}: "
+        f"{g['many']['classes']} classes "
         f"({g['many']['images']:,} images) · medium: {g['medium']['classes']} ({g['medium']['images']:,}) · "
         f"few < {summary['few_shot_threshold']}: {g['few']['classes']} ({g['few']['images']:,})",
         "head: " + ", ".join(f"{n} ({c})" for n, c in summary["head"]),
