@@ -43,7 +43,8 @@ def t_quantile(df: int) -> float:
 
 def recipe_argv(args, seed: int) -> list[str]:
     argv = ["--dataset", args.dataset, "--output_dir", str(Path(args.out) / f"seed{seed}"), "--seed", str(seed),
-            "--num_train_epochs", str(args.epochs), "--stage", "baseline", "all", "--sweep", *args.grid,
+            "--num_train_epochs", str(args.epochs), "--stage", *([] if args.no_baseline else ["baseline"]), "all",
+            "--sweep", *args.grid,
             "--resume_from_checkpoint", "last"]
     if args.imbalance_factor:
         argv += ["--imbalance_factor", str(args.imbalance_factor)]
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=12)
     parser.add_argument("--many_shot_threshold", type=int, default=None)
     parser.add_argument("--few_shot_threshold", type=int, default=None)
+    parser.add_argument("--no_baseline", action="store_true", help="Skip the plain cross-entropy baseline.")
     parser.add_argument("--report_only", action="store_true", help="Only aggregate the cells that exist.")
     args = parser.parse_args(argv)
     args.recipe_flags = recipe_flags

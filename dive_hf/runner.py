@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .atomic import write_json
 from .config import BalancedSoftmaxConfig, DiVEConfig
-from .data.sources import DataArguments, load_splits
+from .data.sources import DataArguments, load_splits, load_val_split
 from .lock import output_lock
 from .run_log import describe_batch
 from .stage_plan import StagePlan, parse_sweep, plan_stages, student_folder_name
@@ -188,10 +188,16 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
 
     train = prepare(train_raw, probe, recipe.train_augmentation)
     test = prepare(eval_raw, probe, False) if eval_raw is not None else None
+    val_raw = load_val_split(data, train_raw.features[label_column].names)
+    val = prepare(val_raw, probe, False) if val_raw is not None else None
     del probe
+    if training.get("load_best_model_at_end") and val is None:
+        raise ValueError("load_best_model_at_end selects a checkpoint by its evaluation: give a validation split "
+                         "(--val_list / --val_split), or the reported test numbers would be biased by the selection")
     steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
                                 / batch["accumulation"])
-    for what, every in (("eval", recipe.eval_every_epochs if test is not None else None),
+    periodic = val if val is not None else test  # periodic evaluation (and model selection) on val when given
+    for what, every in (("eval", recipe.eval_every_epochs if periodic is not None else None),
                         ("save", recipe.save_every_epochs)):
         if every:
             training.update({f"{what}_strategy": "steps", f"{what}_steps": max(1, round(every * steps_per_epoch))})
@@ -222,7 +228,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
             from .hub import load_stage_model
 
             model = load_stage_model(str(plan.folder))[0]
-        trainer = trainers[plan.kind](model=model, args=args, train_dataset=train, eval_dataset=test,
+        trainer = trainers[plan.kind](model=model, args=args, train_dataset=train, eval_dataset=periodic,
                                       label_column=label_column, run_config=run_config)
         if plan.kind == "student" and recipe.virtual_examples and main_process and plan.action != "evaluate":
             if report is None:  # the teacher's logits once, for every (τ, p) of the launch
@@ -244,7 +250,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                 say(f"{plan.name}: resuming from {plan.checkpoint}")
             trainer.train(resume_from_checkpoint=plan.checkpoint)
             trainer.save_trained()  # the final weights are safe before the final evaluation runs
-        results[plan.name] = trainer.final_evaluation() if test is not None else {}
+        results[plan.name] = (trainer.final_evaluation(test if val is not None else None) if test is not None
+                              else {})
         trainer.save_model()
         del trainer
         if main_process and previous.exists() and recipe.overwrite:

@@ -1,7 +1,8 @@
 """ImageNet-LT: ResNeXt-50 (or any timm architecture) teacher and DiVE student, 90 + 90 epochs, cosine lr.
 
     accelerate launch recipes/imagenet_lt.py --image_root /data/imagenet \\
-        --train_list /data/ImageNet_LT/ImageNet_LT_train.txt --eval_list /data/ImageNet_LT/ImageNet_LT_test.txt --bf16
+        --train_list /data/ImageNet_LT/ImageNet_LT_train.txt --val_list /data/ImageNet_LT/ImageNet_LT_val.txt \\
+        --eval_list /data/ImageNet_LT/ImageNet_LT_test.txt --bf16
     accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/imagenet_lt.py ...   # 8 GPUs
     accelerate launch --config_file recipes/accelerate/deepspeed_zero2.yaml recipes/imagenet_lt.py ...
     python recipes/imagenet_lt.py --arch resnet50 ...                 # ResNet-50 instead of ResNeXt-50

@@ -248,3 +248,31 @@ def test_a_second_launch_on_the_same_folder_is_refused_and_a_stale_lock_is_taken
     code, _, err = _quickstart([*TINY, "--stage", "teacher", "--output_dir", str(out)], capsys)  # holder is gone
     assert code == 0, err
     assert not (out / LOCK_NAME).exists()  # released at the end
+
+
+# ---- validation and test: selection on val, numbers on test ------------------------------------------------------
+def test_periodic_evaluation_and_selection_on_val_final_numbers_on_test(tmp_path, capsys):
+    folder, root = write_imagenet_lt(tmp_path / "data", [8, 4, 2], test_per_class=3, size=32)
+    val_lines = (folder / "ImageNet_LT_test.txt").read_text().splitlines()[::3]  # 3 images: one per class
+    (folder / "ImageNet_LT_val.txt").write_text("\n".join(val_lines) + "\n")
+    argv = ["--dataset", "", "--train_list", str(folder / "ImageNet_LT_train.txt"),
+            "--eval_list", str(folder / "ImageNet_LT_test.txt"), "--image_root", str(root), "--stage", "teacher",
+            "--max_steps", "2", "--per_device_train_batch_size", "4", "--disable_tqdm", "true",
+            "--many_shot_threshold", "5", "--few_shot_threshold", "3", "--output_dir", str(tmp_path / "run"),
+            "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
+            "--logging_steps", "1",
+            "--load_best_model_at_end", "true", "--metric_for_best_model", "accuracy"]
+    code, _, err = _quickstart(argv, capsys)  # selecting on the test split: refused
+    assert code == 2 and "load_best_model_at_end" in err and "--val_list" in err
+    code, _, err = _quickstart([*argv, "--val_list", str(folder / "ImageNet_LT_val.txt")], capsys)
+    assert code == 0, err
+    teacher = tmp_path / "run" / "teacher"
+    history = json.loads((teacher / "trainer_state.json").read_text())["log_history"]
+    periodic = [e for e in history if "eval_num_images" in e]
+    on_val = [e for e in periodic if e["eval_num_images"] == 3]
+    assert len(on_val) == 2 and [e["step"] for e in on_val] == [1, 2]  # on val, every step
+    report = json.loads((teacher / "eval_results.json").read_text())
+    assert report["metrics"]["eval_num_images"] == 9  # the final numbers: the test split
+    dataset = json.loads((teacher / "config.json").read_text())["dive"]["dataset"]
+    assert dataset["eval_split"] == "test" and dataset["eval_size"] == 9
+    assert "split: test" in (teacher / "README.md").read_text()

@@ -11,7 +11,7 @@ from .long_tail import make_long_tailed
 from .split_list import load_inat_json, load_split_list
 from .synthetic import EMBEDDED_PRESETS, load_embedded
 
-__all__ = ["DataArguments", "load_splits"]
+__all__ = ["DataArguments", "load_splits", "load_val_split"]
 
 
 @dataclass
@@ -24,14 +24,21 @@ class DataArguments:
         "or a folder written by datasets' save_to_disk.")})
     train_list: str | None = field(default=None, metadata={"help": "OLTR list of the training split "
                                                                     "(e.g. ImageNet_LT_train.txt)."})
-    eval_list: str | None = field(default=None, metadata={"help": "OLTR list of the evaluation split "
-                                                                  "(e.g. ImageNet_LT_test.txt)."})
+    eval_list: str | None = field(default=None, metadata={"help": "OLTR list of the evaluation split: the final "
+                                                                  "table and the card (e.g. ImageNet_LT_test.txt)."})
+    val_list: str | None = field(default=None, metadata={"help": "OLTR list of a validation split for periodic "
+                                                                 "evaluation and model selection (e.g. "
+                                                                 "ImageNet_LT_val.txt); the final numbers stay on "
+                                                                 "--eval_list."})
     inat_train_json: str | None = field(default=None, metadata={"help": "iNaturalist 2018 train2018.json."})
     inat_val_json: str | None = field(default=None, metadata={"help": "iNaturalist 2018 val2018.json."})
     image_root: str | None = field(default=None, metadata={"help": "Folder the lists' / JSON's paths are "
                                                                    "relative to."})
     train_split: str = field(default="train", metadata={"help": "Split name of the training set (dataset)."})
-    eval_split: str = field(default="test", metadata={"help": "Split name of the evaluation set (dataset)."})
+    eval_split: str = field(default="test", metadata={"help": "Split name of the evaluation set (dataset): the "
+                                                                  "final table and the card."})
+    val_split: str | None = field(default=None, metadata={"help": "Split name of a validation set (dataset) for "
+                                                                  "periodic evaluation and model selection."})
     image_column: str = field(default="image", metadata={"help": "Image column (CIFAR on the Hub: img)."})
     label_column: str = field(default="label", metadata={"help": "ClassLabel column (CIFAR-100: fine_label)."})
     imbalance_factor: float | None = field(default=None, metadata={"help": (
@@ -63,6 +70,8 @@ class DataArguments:
         if len(given) != 1:
             raise ValueError(f"give exactly one data source: --dataset, OLTR lists (--train_list/--eval_list) or "
                              f"iNat JSON (--inat_train_json/--inat_val_json); got {given or 'none'}")
+        if self.val_list and self.dataset:
+            raise ValueError("--val_list goes with OLTR lists; with --dataset name a validation split: --val_split")
         if not self.dataset and not self.image_root:
             raise ValueError(f"--image_root is required with {given[0]}")
         if self.imbalance_factor is not None and self.imbalance_factor < 1:
@@ -121,3 +130,21 @@ def _load_splits(args: DataArguments, class_names: list[str] | None = None):
         class_names = train.features["label"].names
     evaluation = loader(eval_file, args.image_root, class_names=class_names, **options) if eval_file else None
     return train, evaluation
+
+
+def load_val_split(args: DataArguments, class_names: list[str] | None = None) -> datasets.Dataset | None:
+    """The validation split (``--val_list`` / ``--val_split``) used for periodic evaluation and model selection, or
+    ``None``; list splits take the training split's ``class_names``."""
+    if args.val_list:
+        return load_split_list(args.val_list, args.image_root, class_names=class_names,
+                               verify_images=args.verify_images, skip_corrupt=args.skip_corrupt,
+                               allow_outside_root=args.allow_outside_root)
+    if not args.val_split:
+        return None
+    name = args.dataset
+    data = (load_embedded(name.split(":", 1)[1]) if name.startswith("embedded:")
+            else datasets.load_from_disk(name) if Path(name).is_dir() else datasets.load_dataset(name))
+    if isinstance(data, datasets.Dataset) or args.val_split not in data:
+        splits = ["(one split)"] if isinstance(data, datasets.Dataset) else sorted(data)
+        raise ValueError(f"--val_split {args.val_split!r}: dataset {name!r} has no such split (splits: {splits})")
+    return data[args.val_split]

@@ -62,10 +62,11 @@ def write_curves(trainer, output_dir: str) -> None:
     import json
 
     history = trainer.state.log_history
-    if not trainer.args.should_save or not any("loss" in entry for entry in history):
+    if not trainer.args.should_save or not history:
         return
     state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
     write_json(Path(output_dir) / TRAINER_STATE_NAME, state)
+    # no picture of a run too short to have logged a loss (fewer steps than logging_steps)
     plot_training_curves(history, Path(output_dir) / TRAINING_CURVES_NAME,
                          title=f"{trainer._stage} — {Path(output_dir).name}")
 

@@ -83,10 +83,17 @@ def save_trained(trainer) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-def final_evaluation(trainer) -> dict:
+def final_evaluation(trainer, test_dataset=None) -> dict:
     """Metrics of the final model: those of the evaluation the Trainer ran at the last step if there was one
-    (and no best model was loaded since), else a new ``evaluate()``. A failure is recorded in the run log
-    (status ``failed``, weights ``trained``) before it propagates."""
+    (and no best model was loaded since), else a new ``evaluate()``. With a ``test_dataset`` (the periodic
+    evaluations ran on a validation split) the final evaluation, the report and the card are on that test split
+    instead. A failure is recorded in the run log (status ``failed``, weights ``trained``) before it propagates."""
+    if test_dataset is not None:
+        from .arguments import dataset_info
+
+        trainer.eval_dataset = test_dataset  # from now on the trainer's own split is the test split
+        trainer.dataset_info = dataset_info(trainer.train_dataset, test_dataset)
+        trainer._checkpoint_eval, trainer.last_eval_step = None, None
     try:
         if (trainer.last_eval_step == trainer.state.global_step and trainer.latest_eval_metrics()
                 and not trainer.args.load_best_model_at_end):
