@@ -174,8 +174,9 @@ class DiVEConfig(BalancedSoftmaxConfig):
             paper's loss. With power normalisation the targets ``softmax(p·t/τ)`` sit at the effective temperature
             τ/p while the student stays at τ_s: raising τ_s is what a third-party reproduction found moves tail
             accuracy.
-        teacher_model_name_or_path (`str`):
-            The stage-1 output folder or a Hub repo id of the teacher (required).
+        teacher_model_name_or_path (`str`, *optional*):
+            The stage-1 output folder or a Hub repo id of the teacher (or give `DiVETrainer(teacher_model=...)` a
+            folder, a Hub id or a timm module).
         teacher_revision (`str`, *optional*):
             Branch, tag or commit of a Hub teacher.
     """
@@ -202,6 +203,3 @@ class DiVEConfig(BalancedSoftmaxConfig):
             raise ValueError(f"power (p) must be > 0, got power={self.power!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha (α) must be in [0, 1], got alpha={self.alpha!r}")
-        if not self.teacher_model_name_or_path:
-            raise ValueError("teacher_model_name_or_path is required for DiVE: the stage-1 output folder or a Hub "
-                             "repo id of the Balanced-Softmax teacher")

@@ -14,7 +14,7 @@ from .data.long_tail import check_same_classes
 from .hub import load_stage_model, resolve_file
 from .names import WEIGHTS_NAME, file_sha256
 
-__all__ = ["FrozenTeacher", "load_teacher", "check_teacher_matches"]
+__all__ = ["FrozenTeacher", "load_teacher", "teacher_from_module", "check_teacher_matches"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,22 @@ def load_teacher(name_or_path: str, revision: str | None = None) -> tuple[nn.Mod
     model, config = load_stage_model(name_or_path, revision)
     sha256 = file_sha256(resolve_file(name_or_path, WEIGHTS_NAME, revision))
     return model, config, sha256
+
+
+def teacher_from_module(model: nn.Module) -> tuple[nn.Module, dict, str]:
+    """``(model, config, sha256 of its weights)`` for a teacher given as a module (TRL/timm style) rather than a
+    folder: the config says what the module says of itself; the hash covers every tensor of its state dict in key
+    order, so a resume can still tell whether the teacher changed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    config = {"architecture": cfg.get("architecture", type(model).__name__),
+              "num_classes": getattr(model, "num_classes", None), "pretrained_cfg": dict(cfg)}
+    return model, config, digest.hexdigest()
 
 
 def check_teacher_matches(teacher_config: dict, num_classes: int, label_names: list[str] | None,

@@ -332,3 +332,28 @@ def test_unwritable_output_dir_fails_before_training(tiny_splits, tmp_path):
     args = BalancedSoftmaxConfig(**stage_kwargs(blocker / "out"))
     with pytest.raises(OSError, match=r"output_dir '.*a_file/out' is not writable"):
         BalancedSoftmaxTrainer(model="resnet20_cifar", args=args, train_dataset=tiny_splits[1])
+
+
+def test_the_teacher_can_be_given_as_a_module_or_a_path(two_stage_run, tiny_splits, tmp_path):
+    """TRL/timm style: DiVETrainer(model, teacher_model=<nn.Module | str>, args); a module gets the same teacher
+    logits as its saved folder, and its weights are fingerprinted for resume checks; no teacher at all is an error."""
+    import timm
+
+    from dive_hf import DiVEConfig, DiVETrainer
+
+    _, train, _ = tiny_splits
+    folder = str(two_stage_run["root"] / "teacher")
+    module = timm.create_model(f"local-dir:{folder}", pretrained=True)
+    args = DiVEConfig(**stage_kwargs(tmp_path / "student"))
+    by_module = DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train, teacher_model=module)
+    by_path = DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train, teacher_model=folder)
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(by_module.teacher(x), by_path.teacher(x))
+    assert "given as a module" in by_module.dive_metadata()["teacher"]["name_or_path"]
+    assert len(by_module.teacher_sha256) == 64 and by_path.dive_metadata()["teacher"]["name_or_path"] == folder
+    with pytest.raises(ValueError, match="DiVETrainer needs a teacher"):
+        DiVETrainer(model="resnet20_cifar", args=args, train_dataset=train)
+    with pytest.raises(ValueError, match="give one teacher"):
+        DiVETrainer(model="resnet20_cifar", args=DiVEConfig(**stage_kwargs(tmp_path / "s2",
+                                                                            teacher_model_name_or_path="x")),
+                    train_dataset=train, teacher_model=folder)

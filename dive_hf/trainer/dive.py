@@ -8,7 +8,7 @@ import torch
 from ..config import DiVEConfig
 from ..losses import dive_loss_terms_from_prior
 from ..stage_plan import check_teacher_safe
-from ..teacher import FrozenTeacher, check_teacher_matches, load_teacher
+from ..teacher import FrozenTeacher, check_teacher_matches, load_teacher, teacher_from_module
 from .base import BalancedSoftmaxTrainer
 from .resume_checks import check_same_teacher
 
@@ -27,28 +27,42 @@ class DiVETrainer(BalancedSoftmaxTrainer):
 
     _stage = "student"
 
-    def __init__(self, model=None, args: DiVEConfig | None = None, train_dataset=None, **kwargs):
+    def __init__(self, model=None, args: DiVEConfig | None = None, train_dataset=None,
+                 teacher_model: str | torch.nn.Module | None = None, **kwargs):
         if not isinstance(args, DiVEConfig):
             raise TypeError(f"DiVETrainer needs a DiVEConfig (with the teacher and τ, p, α), got {type(args).__name__}")
-        if Path(args.teacher_model_name_or_path).exists():
-            check_teacher_safe(args.teacher_model_name_or_path, Path(args.output_dir))
+        named = args.teacher_model_name_or_path
+        if isinstance(teacher_model, str):
+            if named and named != teacher_model:
+                raise ValueError(f"teacher_model={teacher_model!r} but args.teacher_model_name_or_path={named!r}: "
+                                 f"give one teacher")
+            named = teacher_model
+        if teacher_model is None and not named:
+            raise ValueError("DiVETrainer needs a teacher: teacher_model=<stage-1 folder, Hub id or a timm module> or "
+                             "args.teacher_model_name_or_path")
+        if named and Path(named).exists():
+            check_teacher_safe(named, Path(args.output_dir))
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         # The teacher is built after super().__init__, with the accelerator, and is never part of the student.
         self.accelerator.wait_for_everyone()  # a teacher saved by this launch is complete on every process
-        teacher, self.teacher_config, self.teacher_sha256 = load_teacher(
-            args.teacher_model_name_or_path, args.teacher_revision)
+        if isinstance(teacher_model, torch.nn.Module):
+            self.teacher_source = f"<{type(teacher_model).__name__} given as a module>"
+            teacher, self.teacher_config, self.teacher_sha256 = teacher_from_module(teacher_model)
+        else:
+            self.teacher_source = named
+            teacher, self.teacher_config, self.teacher_sha256 = load_teacher(named, args.teacher_revision)
         check_teacher_matches(self.teacher_config, len(self.class_counts), self.class_names, self.class_counts,
-                              args.teacher_model_name_or_path)
+                              self.teacher_source)
         # The teacher's Hub repo, for the card's link: the id it was pushed to, or the id it was loaded from.
         self.teacher_repo_id = (self.teacher_config.get("dive") or {}).get("hub_model_id") or (
-            None if Path(args.teacher_model_name_or_path).exists() else args.teacher_model_name_or_path)
+            named if named and not isinstance(teacher_model, torch.nn.Module) and not Path(named).exists() else None)
         self.teacher, self._teacher_forward = place_teacher(teacher, self.model, self.accelerator, args)
 
     def check_resume(self, checkpoint: str | Path) -> None:
         """A DiVE stage resumes only with the teacher it started with (sha256 of the weights, in the checkpoint),
         and with the same settings (see the base class)."""
         super().check_resume(checkpoint)
-        check_same_teacher(checkpoint, self.teacher_sha256, self.args.teacher_model_name_or_path)
+        check_same_teacher(checkpoint, self.teacher_sha256, self.teacher_source)
 
     def training_loss(self, logits, labels, inputs):
         with self.accelerator.autocast():
@@ -72,7 +86,7 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             "alpha": args.alpha,
             "student_temperature": args.student_temperature or args.temperature,
             "teacher": {
-                "name_or_path": args.teacher_model_name_or_path,
+                "name_or_path": self.teacher_source,
                 "repo_id": self.teacher_repo_id,
                 "revision": args.teacher_revision,
                 "sha256": self.teacher_sha256,
