@@ -231,33 +231,22 @@ def is_dive_card(path: str | Path) -> bool:
     return isinstance(meta, dict) and "dive-hf" in (meta.get("tags") or [])
 
 
-def _read_json(path: str, flag: str) -> dict:
+def _read_mapping(path: str, what: str, kind: str = "JSON", expected: str = "an object") -> dict:
+    """A JSON (or YAML) file that must hold a mapping, with one-line errors naming ``what`` and ``path``."""
     import json
 
-    try:
-        data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{flag} {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{flag} {path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{flag} {path}: a JSON {type(data).__name__}, not an object")
-    return data
-
-
-def _read_card_source(path: str) -> dict:
     import yaml
 
     try:
-        source = yaml.safe_load(Path(path).read_bytes().decode("utf-8-sig"))
+        text = Path(path).read_bytes().decode("utf-8-sig")
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
     except FileNotFoundError:
-        raise FileNotFoundError(f"card source {path}: no such file") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"card source {path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(source, dict):
-        raise ValueError(f"card source {path}: expected a YAML mapping (repo_id, stage, backbone, …), got "
-                         f"{type(source).__name__}")
-    return source
+        raise FileNotFoundError(f"{what} {path}: no such file") from None
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} {path}: not valid {kind} ({' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path}: expected {expected}, got {type(data).__name__}")
+    return data
 
 
 def card(argv: list[str]) -> int:
@@ -278,8 +267,8 @@ def card(argv: list[str]) -> int:
         write_folder_card(args.source, args.repo_id or (config.get("dive") or {}).get("hub_model_id"))
         print(f"wrote {output}")
         return 0
-    source = _read_card_source(args.source)
-    results = _read_json(args.eval_results, "--eval_results") if args.eval_results else None
+    source = _read_mapping(args.source, "card source", "YAML", "a YAML mapping (repo_id, stage, backbone, …)")
+    results = _read_mapping(args.eval_results, "--eval_results") if args.eval_results else None
     if results is not None:
         lacking = [k for k in ("many_shot_threshold", "few_shot_threshold", "metrics") if k not in results]
         if lacking:
