@@ -68,8 +68,36 @@ class FrozenTeacher(nn.Module):
         return logits.clone()
 
 
+def check_teacher_finished(name_or_path: str) -> None:
+    """Refuse a local teacher folder whose ``run_log.json`` says its run did not finish (``failed``, ``running``,
+    ``interrupted``, ``trained`` — evaluation pending): a student distilled from it would be distilled from weights
+    nobody evaluated, or from a run still writing them. A folder without a run log (a plain timm export, a Hub
+    download) is accepted."""
+    import json
+    from pathlib import Path
+
+    from .names import RUN_LOG_NAME
+
+    log_path = Path(name_or_path) / RUN_LOG_NAME
+    if not log_path.is_file():
+        return
+    try:
+        log = json.loads(log_path.read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"teacher {name_or_path}: {RUN_LOG_NAME} is unreadable; is this a complete stage "
+                         f"folder?") from None
+    status = log.get("status") if isinstance(log, dict) else None
+    if status not in (None, "complete"):
+        reason = f" ({log['error']})" if log.get("error") else ""
+        raise ValueError(f"teacher {name_or_path} is not a finished stage folder: its {RUN_LOG_NAME} says "
+                         f"{status!r}{reason}; finish it first (--resume_from_checkpoint last) or choose another "
+                         f"teacher")
+
+
 def load_teacher(name_or_path: str, revision: str | None = None) -> tuple[nn.Module, dict, str]:
-    """``(model, config.json, sha256 of model.safetensors)`` of a teacher folder or Hub repo."""
+    """``(model, config.json, sha256 of model.safetensors)`` of a teacher folder or Hub repo (a local folder must
+    be a finished stage, see :func:`check_teacher_finished`)."""
+    check_teacher_finished(name_or_path)
     model, config = load_stage_model(name_or_path, revision)
     sha256 = file_sha256(resolve_file(name_or_path, WEIGHTS_NAME, revision))
     return model, config, sha256

@@ -47,7 +47,7 @@ def test_quickstart_arguments_from_yaml_and_flags(tmp_path):
         "embedded:tiny", 6.0, 1.0, "resnet32_cifar")
     recipe, data, training = quickstart_parser().parse(["--alpha", "0.25", "--bf16"])
     assert training["alpha"] == 0.25 and training["bf16"] and data.dataset == "embedded:demo"
-    assert training["num_train_epochs"] == 12 and training["lr_scheduler_type"] == "cosine"
+    assert training["num_train_epochs"] == 6 and training["lr_scheduler_type"] == "cosine"
 
 
 def test_quickstart_under_torchrun_two_cpu_processes(tmp_path, _isolated_caches):

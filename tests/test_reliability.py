@@ -276,3 +276,18 @@ def test_periodic_evaluation_and_selection_on_val_final_numbers_on_test(tmp_path
     dataset = json.loads((teacher / "config.json").read_text())["dive"]["dataset"]
     assert dataset["eval_split"] == "test" and dataset["eval_size"] == 9
     assert "split: test" in (teacher / "README.md").read_text()
+
+
+@pytest.mark.parametrize("status", ["failed", "running", "interrupted", "trained"])
+def test_a_teacher_whose_run_did_not_finish_is_refused(two_stage_run, tiny_splits, tmp_path, status):
+    import shutil
+
+    from dive_hf import DiVEConfig, DiVETrainer
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(two_stage_run["root"] / "teacher", teacher)
+    log = json.loads((teacher / "run_log.json").read_text())
+    (teacher / "run_log.json").write_text(json.dumps({**log, "status": status, "error": "boom"}))
+    args = DiVEConfig(**stage_kwargs(tmp_path / "student", teacher_model_name_or_path=str(teacher)))
+    with pytest.raises(ValueError, match=f"is not a finished stage folder: its run_log.json says '{status}'"):
+        DiVETrainer(model="resnet20_cifar", args=args, train_dataset=tiny_splits[1])
