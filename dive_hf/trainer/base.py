@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
 
 from ..config import BalancedSoftmaxConfig
 from ..data.device_images import DeviceImages
@@ -13,6 +14,7 @@ from ..nonfinite import NonFiniteWatch
 from ..preemption import GracefulStop
 from . import loaders, outputs, resume_checks, run
 from .arguments import check_arguments, class_info, dataset_info, default_metrics, prepare_model
+from .callbacks import StageProgress, stage_label
 from .loss_parts import LossParts
 from .optim import epoch_schedule, fused_optimizer_kwargs, uses_epoch_schedule
 
@@ -60,6 +62,8 @@ class BalancedSoftmaxTrainer(Trainer):
         self._nonfinite = NonFiniteWatch()
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
+        if not self.args.disable_tqdm and self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(StageProgress(stage_label(self)))
         self.resume_changes: list[str] = []  # settings changed at a resume (allowed or warned), as recorded
         self._loss_parts = LossParts()  # logged next to "loss" (see _record)
 
