@@ -7,11 +7,12 @@ stderr with exit code 2 (bad input) or 1 (run-time failure), and a traceback onl
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import run_main, split_debug_flag
+from .errors import DEBUG_ENV, run_main, split_debug_flag
 
 __all__ = ["main", "run", "run_cli"]
 
@@ -308,6 +309,8 @@ def run_cli(argv: list[str] | None = None) -> int:
     leading = argv[:1] == ["--debug"]  # dive-hf --debug COMMAND ...
     argv, debug = split_debug_flag(argv[1:] if leading else argv)
     prog = f"dive-hf {argv[0]}" if argv and argv[0] in COMMANDS else "dive-hf"
+    if debug or leading:  # also for commands that report their own errors (dive-hf demo is a recipe)
+        os.environ[DEBUG_ENV] = "1"
     return run_main(main, prog, argv, debug=debug or leading)
 
 

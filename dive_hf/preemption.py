@@ -7,8 +7,9 @@ launch exits non-zero and ``--resume_from_checkpoint last`` continues bit-identi
 
 With several processes the decision must be the same on every rank (one rank leaving the loop alone would hang the
 others in their next all-reduce): the flag is combined across processes every ``sync_every`` steps (a one-element
-all-reduce — not every step, to keep training free of per-step host synchronisation). A second signal gets the
-default behaviour (e.g. a second Ctrl-C stops at once). Handlers are installed only while training runs.
+all-reduce — not every step, to keep training free of per-step host synchronisation). A second Ctrl-C stops at
+once; repeated SIGTERMs are absorbed (SLURM signals every process and torchrun forwards its own). Handlers are
+installed only while training runs.
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ class GracefulStop(TrainerCallback):
 
     def _handle(self, signum, frame):
         self.received = signum
-        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))  # a second one acts at once
+        if signum == signal.SIGINT:  # a second Ctrl-C acts at once; repeated SIGTERMs (SLURM signals every process,
+            # and torchrun forwards its own) must not kill the run before its checkpoint
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.received, self.stopped_at = None, None

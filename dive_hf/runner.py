@@ -20,7 +20,7 @@ from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.sources import DataArguments, load_splits, load_val_split
 from .lock import output_lock
 from .run_log import describe_batch
-from .stage_plan import StagePlan, parse_sweep, plan_stages, student_folder_name
+from .stage_plan import StagePlan, folder_state, parse_sweep, plan_stages, student_folder_name
 
 __all__ = ["run_recipe", "resolve_batch", "describe_effective_batch", "stage_config", "device_split",
            "student_settings"]
@@ -153,13 +153,13 @@ def run_recipe(recipe, data: DataArguments, training: dict, log=print) -> dict:
     results["main_process"] = main_process
     results["folders"] = [str(plan.folder) for plan in plans]
     if main_process:
-        previous = output_dir / "results.json"
+        summary = output_dir / "results.json"
         try:
-            merged = json.loads(previous.read_text()) if previous.is_file() else {}
+            merged = json.loads(summary.read_text()) if summary.is_file() else {}
         except ValueError:
             merged = {}
         rows = {plan.name: results[plan.name] for plan in plans}
-        write_json(previous, {**(merged if isinstance(merged, dict) else {}), **rows,
+        write_json(summary, {**(merged if isinstance(merged, dict) else {}), **rows,
                               "wall_time_s": results["wall_time_s"], "batch": batch})
     return results
 
@@ -208,6 +208,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     for plan in plans:
         args = _config_for(plan, training, recipe, teacher)
         if plan.action == "skip":
+            _check_recorded_student(plan)
             say(f"{plan.name}: {plan.folder} is complete; not training it again (--resume_from_checkpoint)")
             results[plan.name] = _recorded_metrics(plan.folder)
             if args.push_to_hub and main_process:  # a push that failed last time is retried (unchanged files skip)
@@ -215,14 +216,19 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
 
                 push_folder(plan.folder, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
             continue
-        previous = plan.folder.with_name(plan.folder.name + ".previous")
+        replaced = plan.folder.with_name(plan.folder.name + ".previous")
         if plan.action == "train" and recipe.overwrite and main_process and plan.folder.exists():
-            # kept aside until the new folder is complete: a failed or killed replacement loses nothing
-            if previous.exists():
-                shutil.rmtree(previous)
-            plan.folder.rename(previous)
-            say(f"{plan.name}: --overwrite: replacing {plan.folder} (the old one waits in {previous} until the new "
-                f"one is complete)")
+            # the old folder waits aside until the new one is complete: a failed or killed replacement loses nothing
+            if replaced.exists() and folder_state(plan.folder) != "complete":
+                shutil.rmtree(plan.folder)  # an earlier replacement that failed; the complete one stays aside
+                say(f"{plan.name}: --overwrite: retrying the replacement of {replaced} (kept until this one is "
+                    f"complete)")
+            else:
+                if replaced.exists():
+                    shutil.rmtree(replaced)
+                plan.folder.rename(replaced)
+                say(f"{plan.name}: --overwrite: replacing {plan.folder} (the old one waits in {replaced} until the "
+                    f"new one is complete)")
         model = recipe.arch
         if plan.action == "evaluate":  # trained earlier; only its evaluation is missing
             from .hub import load_stage_model
@@ -244,6 +250,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
             write_virtual_examples(_virtual_example_rows(report, plan.temperature, plan.power), plan.folder)
         if plan.action == "evaluate":
             say(f"{plan.name}: {plan.folder} finished training; evaluating it (--resume_from_checkpoint)")
+            trainer.check_resume(plan.folder)  # the folder's weights were trained with these settings (or refuse)
             trainer.restore_step_count()
         else:
             if plan.action == "resume":
@@ -254,8 +261,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                               else {})
         trainer.save_model()
         del trainer
-        if main_process and previous.exists() and recipe.overwrite:
-            shutil.rmtree(previous)
+        if main_process and replaced.exists() and recipe.overwrite:
+            shutil.rmtree(replaced)
 
     args = _config_for(plans[0], training, recipe, teacher)
     counts = class_counts(train_raw, label_column)
@@ -270,6 +277,21 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     if report is not None:
         results["table"] += "\n\n" + format_virtual_examples(report)
     return results
+
+
+def _check_recorded_student(plan: StagePlan) -> None:
+    """A complete student folder reused by ``--resume_from_checkpoint last`` must hold the (τ, p, τ_s) the flags ask
+    for: its numbers would otherwise be reported under settings it was not trained with."""
+    if plan.kind != "student":
+        return
+    dive = (json.loads((plan.folder / "config.json").read_text()).get("dive") or {})
+    wanted = {"temperature": plan.temperature, "power": plan.power,
+              "student_temperature": plan.student_temperature or plan.temperature}
+    changed = [f"{key}: {dive.get(key)} → {value}" for key, value in wanted.items()
+               if dive.get(key) is not None and not math.isclose(float(dive[key]), float(value))]
+    if changed:
+        raise ValueError(f"{plan.folder} is a complete student trained with other settings ({'; '.join(changed)}); "
+                         f"train the new one beside it (--student_dir NAME or --sweep), or drop those flags")
 
 
 def _recorded_metrics(folder: Path) -> dict:

@@ -128,6 +128,11 @@ def plan_stages(stages: tuple[str, ...], output_dir: Path, students: list[tuple[
                                        student_temperature=tau_s))
         else:
             plans.append(StagePlan(kind, kind, output_dir / kind))
+    folders = [plan.folder for plan in plans]
+    if len(set(folders)) != len(folders):
+        twice = next(f for f in folders if folders.count(f) > 1)
+        raise ValueError(f"two students of the sweep would train into {twice}: give settings that differ (τ, p "
+                         f"and τ_s are written with up to 6 significant digits in the folder names)")
     wants_resume = resume is True or (isinstance(resume, str) and resume.lower() in ("true", "last"))
     for plan in plans:
         if plan.kind == "student":

@@ -291,3 +291,47 @@ def test_a_teacher_whose_run_did_not_finish_is_refused(two_stage_run, tiny_split
     args = DiVEConfig(**stage_kwargs(tmp_path / "student", teacher_model_name_or_path=str(teacher)))
     with pytest.raises(ValueError, match=f"is not a finished stage folder: its run_log.json says '{status}'"):
         DiVETrainer(model="resnet20_cifar", args=args, train_dataset=tiny_splits[1])
+
+
+def test_the_evaluate_only_resume_refuses_other_settings_and_keeps_the_history(tmp_path, capsys):
+    """A stage whose final evaluation failed is only evaluated again on resume — with the settings it was trained
+    with (other flags are refused, not written into its records), and its training history is kept."""
+    folder, root = write_imagenet_lt(tmp_path / "data", [8, 4, 2], test_per_class=2, size=32)
+    bad = root / "val" / "ILSVRC2012_val_10.JPEG"
+    bad.write_bytes(bad.read_bytes()[:40])
+    out = tmp_path / "run"
+    argv = ["--dataset", "", "--train_list", str(folder / "ImageNet_LT_train.txt"), "--eval_list",
+            str(folder / "ImageNet_LT_test.txt"), "--image_root", str(root), "--stage", "teacher", "--max_steps", "2",
+            "--per_device_train_batch_size", "4", "--disable_tqdm", "true", "--output_dir", str(out),
+            "--many_shot_threshold", "5", "--few_shot_threshold", "3", "--logging_steps", "1"]
+    code, _, _ = _quickstart(argv, capsys)
+    assert code != 0
+    write_image(bad, 1010, size=32)
+    code, _, err = _quickstart([*argv, "--seed", "7", "--resume_from_checkpoint", "last"], capsys)
+    assert code == 2 and "cannot resume" in err and "seed: 0 → 7" in err, err
+    code, _, err = _quickstart([*argv, "--resume_from_checkpoint", "last"], capsys)
+    assert code == 0, err
+    history = json.loads((out / "teacher" / "trainer_state.json").read_text())["log_history"]
+    assert sum("loss" in entry for entry in history) == 2  # the training's own losses, not only an evaluation
+
+
+def test_overwrite_keeps_the_complete_folder_aside_across_failed_retries(complete_run, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(complete_run, out)
+    before = _tree(out / "teacher")
+    (out / "teacher.previous").mkdir()  # as a failed earlier --overwrite leaves it: complete folder aside...
+    for name in before:
+        (out / "teacher.previous" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "teacher" / name, out / "teacher.previous" / name)
+    (out / "teacher" / "run_log.json").write_text(json.dumps({"status": "failed"}))  # ...and a failed replacement
+    code, stdout, err = _quickstart([*TINY, "--stage", "teacher", "--overwrite", "--output_dir", str(out)], capsys)
+    assert code == 0, err
+    assert "retrying the replacement" in stdout and not (out / "teacher.previous").exists()
+
+
+def test_a_sweep_whose_entries_share_a_folder_is_refused(tmp_path, capsys):
+    code, _, err = _quickstart([*TINY, "--stage", "student", "--sweep", "3,0.5", "3.0000001,0.5",
+                                "--output_dir", str(tmp_path / "run")], capsys)
+    assert code == 2 and "two students of the sweep would train into" in err

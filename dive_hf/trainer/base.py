@@ -188,6 +188,7 @@ class BalancedSoftmaxTrainer(Trainer):
     # What the folder holds: functions of outputs.py taking the trainer, bound as methods (subclasses extend them).
     dive_metadata = outputs.dive_metadata
     write_reports = outputs.write_reports
+    write_curves = outputs.write_curves
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         # Private hook: every save, checkpoints included, writes timm's layout, not transformers' (package docstring).

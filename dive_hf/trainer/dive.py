@@ -18,7 +18,8 @@ __all__ = ["DiVETrainer", "deepspeed_teacher_dtype", "place_teacher"]
 class DiVETrainer(BalancedSoftmaxTrainer):
     """Stage 2: distils a student from a frozen Balanced-Softmax teacher's virtual examples.
 
-    Loss: ``(1 − α) · BSCE(z, y) + α · τ² · KL(softmax(p·t/τ) ‖ softmax(z/τ))``; the two parts are logged as
+    Loss: ``(1 − α) · BSCE(z, y) + α · τ_s² · KL(softmax(p·t/τ) ‖ softmax(z/τ_s))`` (τ_s = τ unless
+    ``student_temperature`` is set); the two parts are logged as
     ``loss_hard`` (BSCE) and ``loss_distill`` (the KL, before weighting). The teacher comes from
     ``args.teacher_model_name_or_path`` (a stage-1 folder or Hub id), is frozen, kept in ``eval()``, placed on the
     student's device (not DDP-wrapped, never saved with the student), and gets inputs renormalised to its own

@@ -51,7 +51,11 @@ def save_stage_files(trainer, output_dir: str, state_dict: dict | None = None) -
     model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
     save_checkpoint(model, output_dir, trainer.class_names, trainer.dive_metadata(), state_dict)
     write_json(Path(output_dir) / TRAINING_ARGS_NAME, trainer.args.to_dict())  # to_dict redacts tokens
-    write_run_log(trainer, folder=output_dir)
+    final = Path(output_dir).resolve() == Path(trainer.args.output_dir).resolve() and trainer.state.global_step > 0
+    if final:  # the stage folder's final weights: "trained" until the report and card complete it
+        write_run_log(trainer, "trained", folder=output_dir, trained=True)
+    else:  # a checkpoint
+        write_run_log(trainer, folder=output_dir)
 
 
 def write_curves(trainer, output_dir: str) -> None:
@@ -62,8 +66,8 @@ def write_curves(trainer, output_dir: str) -> None:
     import json
 
     history = trainer.state.log_history
-    if not trainer.args.should_save or not history:
-        return
+    if not trainer.args.should_save or not any("train_loss" in e or "loss" in e for e in history):
+        return  # this trainer did not train (it evaluated a folder's weights again): keep the run's own history
     state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
     write_json(Path(output_dir) / TRAINER_STATE_NAME, state)
     # no picture of a run too short to have logged a loss (fewer steps than logging_steps)

@@ -78,8 +78,8 @@ def save_trained(trainer) -> None:
     """Save the final weights and config *before* the final evaluation, with a run log saying the training is
     finished (``trained``) and the evaluation pending: a failed evaluation then loses no training, and
     ``--resume_from_checkpoint last`` only evaluates again."""
-    Trainer.save_model(trainer, trainer.args.output_dir, _internal_call=True)  # the weights, no report yet
-    trainer.write_run_log("trained", trained=True)
+    Trainer.save_model(trainer, trainer.args.output_dir, _internal_call=True)  # weights + run log "trained"
+    trainer.write_curves(trainer.args.output_dir)  # the run's history stays with its weights
     trainer.accelerator.wait_for_everyone()
 
 
