@@ -245,7 +245,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                         trainer.teacher.model, train_raw, taus, powers, args.many_shot_threshold,
                         args.few_shot_threshold, batch_size=args.per_device_eval_batch_size, device=str(args.device),
                         num_workers=args.dataloader_num_workers, label_column=label_column,
-                        image_column=image_column, progress=False)
+                        image_column=image_column, progress=not args.disable_tqdm)
                 results["virtual_examples"] = report
             write_virtual_examples(_virtual_example_rows(report, plan.temperature, plan.power), plan.folder)
         if plan.action == "evaluate":
