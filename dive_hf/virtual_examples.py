@@ -127,7 +127,8 @@ def teacher_report(teacher, train_raw, temperatures, powers, many: int, few: int
 
     data = attach_transform(train_raw, model_transform(teacher, train=False), image_column, label_column)
     batches = (logits for logits, _ in iter_logits(teacher, data, batch_size, device, num_workers,
-                                                    desc="virtual examples: teacher over the training set", progress=progress))
+                                                    desc="virtual examples: teacher over the training set",
+                                                    progress=progress))
     return virtual_example_distribution(batches, class_counts(train_raw, label_column), temperatures, powers, many,
                                         few)
 
