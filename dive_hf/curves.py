@@ -1,7 +1,7 @@
 """Training curves of a stage from the Trainer's log history: ``training_curves.png`` next to the weights.
 
 Panels: the training loss with its parts (``loss_hard`` = BSCE, ``loss_distill`` = the KL before weighting), the
-learning rate, and — when the run evaluated periodically — overall / many / medium / few top-1 over epochs.
+learning rate, and — when the run evaluated periodically (twice or more) — overall / many / medium / few top-1 over epochs.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def plot_training_curves(history: list[dict], path: str | os.PathLike, title: st
     when the history holds no training loss."""
     if not _series(history, "loss")[0]:
         return False
-    evaluated = bool(_series(history, "eval_accuracy")[0])
+    evaluated = len(_series(history, "eval_accuracy")[0]) >= 2  # a curve, not the single final evaluation
     fig, axes = plt.subplots(1, 3 if evaluated else 2, figsize=(13 if evaluated else 9, 3.4), dpi=100)
     for key, label in _LOSSES:
         x, y = _series(history, key)

@@ -17,6 +17,7 @@ from ..hub import push_folder, save_checkpoint
 from ..names import (CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINER_STATE_NAME, TRAINING_ARGS_NAME,
                      TRAINING_CURVES_NAME)
 from ..run_log import training_summary
+from .callbacks import stage_label
 from .run import write_run_log
 
 __all__ = ["complete_stage_folder", "dive_metadata", "push_stage_folder", "save_stage_files", "write_card",
@@ -71,8 +72,9 @@ def write_curves(trainer, output_dir: str) -> None:
     state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
     write_json(Path(output_dir) / TRAINER_STATE_NAME, state)
     # no picture of a run too short to have logged a loss (fewer steps than logging_steps)
+    label, folder = stage_label(trainer), Path(output_dir).name
     plot_training_curves(history, Path(output_dir) / TRAINING_CURVES_NAME,
-                         title=f"{trainer._stage} — {Path(output_dir).name}")
+                         title=label if folder == trainer._stage else f"{label} — {folder}")
 
 
 def write_reports(trainer, output_dir: str) -> None:
