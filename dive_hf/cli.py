@@ -309,9 +309,17 @@ def run_cli(argv: list[str] | None = None) -> int:
     leading = argv[:1] == ["--debug"]  # dive-hf --debug COMMAND ...
     argv, debug = split_debug_flag(argv[1:] if leading else argv)
     prog = f"dive-hf {argv[0]}" if argv and argv[0] in COMMANDS else "dive-hf"
-    if debug or leading:  # also for commands that report their own errors (dive-hf demo is a recipe)
-        os.environ[DEBUG_ENV] = "1"
-    return run_main(main, prog, argv, debug=debug or leading)
+    if not (debug or leading):
+        return run_main(main, prog, argv, debug=False)
+    previous = os.environ.get(DEBUG_ENV)
+    os.environ[DEBUG_ENV] = "1"  # also for commands that report their own errors (dive-hf demo is a recipe) ...
+    try:
+        return run_main(main, prog, argv, debug=True)
+    finally:  # ... for this command only: the process (a test session, a notebook) goes on without it
+        if previous is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = previous
 
 
 def run() -> None:

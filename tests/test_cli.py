@@ -267,6 +267,7 @@ def test_debug_flag_shows_the_traceback(tmp_path, capsys, monkeypatch):
         assert run_cli(argv) == 2
         err = capsys.readouterr().err
         assert "Traceback" in err and err.strip().splitlines()[-1].startswith("dive-hf evaluate: error: ")
+        assert "DIVE_HF_DEBUG" not in os.environ  # --debug is for that command only, not for the whole process
     monkeypatch.setenv("DIVE_HF_DEBUG", "1")
     assert run_cli(["evaluate", corrupt, "--dataset", "embedded:tiny"]) == 2
     assert "Traceback" in capsys.readouterr().err
