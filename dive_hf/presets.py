@@ -71,7 +71,11 @@ def config_kwargs_from_recipe(config_cls, name: str, output_dir: str, **override
     world = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = kwargs.get("gradient_accumulation_steps") or 1
     if values.get("global_batch_size") and "per_device_train_batch_size" not in overrides:
-        kwargs["per_device_train_batch_size"] = max(1, int(values["global_batch_size"]) // (world * accumulation))
+        batch = int(values["global_batch_size"])
+        if batch % (world * accumulation):  # as the recipe scripts: refuse rather than train another batch
+            raise ValueError(f"{name}: global_batch_size={batch} is not divisible by {world} processes × "
+                             f"{accumulation} accumulation steps; give per_device_train_batch_size")
+        kwargs["per_device_train_batch_size"] = batch // (world * accumulation)
     reference = values.get("lr_reference_batch")
     if reference and "learning_rate" not in overrides:
         effective = kwargs.get("per_device_train_batch_size", 8) * world * accumulation

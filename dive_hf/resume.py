@@ -15,17 +15,20 @@ from pathlib import Path
 
 from .names import RUN_LOG_NAME
 
-__all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings"]
+__all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings",
+           "read_json_object"]
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _readable_json(path: Path) -> dict | None:
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``; ``None`` if the file is missing, unreadable, not JSON or not an object."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def last_complete_checkpoint(folder: str | Path) -> str | None:
@@ -37,14 +40,14 @@ def last_complete_checkpoint(folder: str | Path) -> str | None:
     found = sorted(((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))),
                    reverse=True)
     for _, path in found:
-        if _readable_json(path / "trainer_state.json") is not None:
+        if read_json_object(path / "trainer_state.json") is not None:
             return str(path)
         logger.warning("skipping %s: incomplete checkpoint (its save was interrupted)", path)
     return None
 
 
 def stage_complete(folder: str | Path) -> bool:
-    return (_readable_json(Path(folder) / RUN_LOG_NAME) or {}).get("status") == "complete"
+    return (read_json_object(Path(folder) / RUN_LOG_NAME) or {}).get("status") == "complete"
 
 
 def resume_point(resume: str | bool | None, folder: str | Path, single_stage: bool = True) -> str | None:
@@ -86,9 +89,9 @@ def recorded_settings(checkpoint: str | Path) -> dict:
     """The settings a checkpoint folder records (its ``config.json`` ``dive`` block, ``training_args.json`` and
     ``run_log.json``), flattened to the keys of :data:`REFUSED` and :data:`WARNED`."""
     checkpoint = Path(checkpoint)
-    dive = (_readable_json(checkpoint / "config.json") or {}).get("dive") or {}
-    args = _readable_json(checkpoint / "training_args.json") or {}
-    log = _readable_json(checkpoint / RUN_LOG_NAME) or {}
+    dive = (read_json_object(checkpoint / "config.json") or {}).get("dive") or {}
+    args = read_json_object(checkpoint / "training_args.json") or {}
+    log = read_json_object(checkpoint / RUN_LOG_NAME) or {}
     settings = {k: dive[k] for k in ("stage", "loss", "temperature", "power", "alpha", "student_temperature",
                                      "class_counts", "imbalance_factor") if k in dive}
     settings.update({k: args[k] for k in ("seed", "per_device_train_batch_size", "gradient_accumulation_steps",

@@ -11,11 +11,10 @@ module checks that the plan cannot lose or mix work:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .resume import last_complete_checkpoint, resume_point
+from .resume import last_complete_checkpoint, read_json_object, resume_point, stage_complete
 from .run_log import RUN_LOG_NAME
 
 __all__ = ["StagePlan", "parse_sweep", "student_folder_name", "plan_stages", "folder_state", "check_teacher_safe"]
@@ -82,22 +81,14 @@ def folder_state(folder: Path) -> str:
     ``unfinished`` (checkpoints of a run that has not finished) or ``other`` (files, but no run to continue)."""
     if not folder.is_dir() or not any(folder.iterdir()):
         return "absent"
-    log = _read_json(folder / RUN_LOG_NAME) or {}
-    if log.get("status") == "complete":
+    if stage_complete(folder):
         return "complete"
+    log = read_json_object(folder / RUN_LOG_NAME) or {}
     if log.get("trained") and (folder / "model.safetensors").is_file():
         return "trained"
     if last_complete_checkpoint(folder) is not None:
         return "unfinished"
     return "other"
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def check_teacher_safe(teacher: str | None, folder: Path) -> None:

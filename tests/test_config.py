@@ -98,5 +98,8 @@ def test_from_recipe_scales_the_batch_to_the_processes_and_names_unknown_recipes
     kwargs = config_kwargs_from_recipe(BalancedSoftmaxConfig, "imagenet_lt", output_dir="x",
                                        per_device_train_batch_size=32)  # global 128: lr scaled linearly
     assert kwargs["learning_rate"] == pytest.approx(0.05)
+    monkeypatch.setenv("WORLD_SIZE", "3")  # 256 over 3 processes: refused, as the recipe scripts refuse it
+    with pytest.raises(ValueError, match="global_batch_size=256 is not divisible by 3 processes"):
+        config_kwargs_from_recipe(BalancedSoftmaxConfig, "imagenet_lt", output_dir="x")
     with pytest.raises(ValueError, match="no recipe 'cifar1000_lt': choose one of cifar100_lt, cifar10_lt"):
         BalancedSoftmaxConfig.from_recipe("cifar1000_lt", output_dir="x")
