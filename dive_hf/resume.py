@@ -16,7 +16,7 @@ from pathlib import Path
 from .names import RUN_LOG_NAME
 
 __all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings",
-           "read_json_object"]
+           "read_json_object", "wants_last_checkpoint"]
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -50,13 +50,18 @@ def stage_complete(folder: str | Path) -> bool:
     return (read_json_object(Path(folder) / RUN_LOG_NAME) or {}).get("status") == "complete"
 
 
+def wants_last_checkpoint(resume: str | bool | None) -> bool:
+    """``--resume_from_checkpoint true`` / ``last`` (rather than off, or a checkpoint path)."""
+    return resume is True or (isinstance(resume, str) and resume.lower() in ("true", "last"))
+
+
 def resume_point(resume: str | bool | None, folder: str | Path, single_stage: bool = True) -> str | None:
     """Resolve ``--resume_from_checkpoint`` for one stage folder: a checkpoint path (one stage only), or
     ``true``/``last`` → the stage's last complete checkpoint (``None``: start afresh; ``"complete"``: the stage
     already finished)."""
     if resume is None or resume is False or (isinstance(resume, str) and resume.lower() in ("", "false", "none")):
         return None
-    if resume is True or resume.lower() in ("true", "last"):
+    if wants_last_checkpoint(resume):
         return "complete" if stage_complete(folder) else last_complete_checkpoint(folder)
     if not single_stage:
         raise ValueError(f"--resume_from_checkpoint {resume}: a checkpoint path needs --stage teacher or --stage "

@@ -19,6 +19,7 @@ from .atomic import write_json
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.sources import DataArguments, load_splits, load_val_split
 from .lock import output_lock
+from .resume import read_json_object
 from .run_log import describe_batch
 from .stage_plan import StagePlan, folder_state, parse_sweep, plan_stages, student_folder_name
 
@@ -146,6 +147,9 @@ def run_recipe(recipe, data: DataArguments, training: dict, log=print) -> dict:
                         recipe.overwrite)
     for plan in plans:  # every flag of every stage is validated here, before any data or model is loaded
         _config_for(plan, training, recipe, teacher)
+    if training.get("load_best_model_at_end") and not (data.val_list or data.val_split):
+        raise ValueError("load_best_model_at_end selects a checkpoint by its evaluation: give a validation split "
+                         "(--val_list / --val_split), or the reported test numbers would be biased by the selection")
     say(describe_effective_batch(batch))
     with output_lock(output_dir, enabled=main_process):
         results = _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
@@ -154,12 +158,9 @@ def run_recipe(recipe, data: DataArguments, training: dict, log=print) -> dict:
     results["folders"] = [str(plan.folder) for plan in plans]
     if main_process:
         summary = output_dir / "results.json"
-        try:
-            merged = json.loads(summary.read_text()) if summary.is_file() else {}
-        except ValueError:
-            merged = {}
+        merged = read_json_object(summary) or {}  # rows of earlier launches are kept
         rows = {plan.name: results[plan.name] for plan in plans}
-        write_json(summary, {**(merged if isinstance(merged, dict) else {}), **rows,
+        write_json(summary, {**merged, **rows,
                               "wall_time_s": results["wall_time_s"], "batch": batch})
     return results
 
@@ -191,9 +192,6 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     val_raw = load_val_split(data, train_raw.features[label_column].names)
     val = prepare(val_raw, probe, False) if val_raw is not None else None
     del probe
-    if training.get("load_best_model_at_end") and val is None:
-        raise ValueError("load_best_model_at_end selects a checkpoint by its evaluation: give a validation split "
-                         "(--val_list / --val_split), or the reported test numbers would be biased by the selection")
     steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
                                 / batch["accumulation"])
     periodic = val if val is not None else test  # periodic evaluation (and model selection) on val when given
@@ -284,7 +282,7 @@ def _check_recorded_student(plan: StagePlan) -> None:
     for: its numbers would otherwise be reported under settings it was not trained with."""
     if plan.kind != "student":
         return
-    dive = (json.loads((plan.folder / "config.json").read_text()).get("dive") or {})
+    dive = (read_json_object(plan.folder / "config.json") or {}).get("dive") or {}
     wanted = {"temperature": plan.temperature, "power": plan.power,
               "student_temperature": plan.student_temperature or plan.temperature}
     changed = [f"{key}: {dive.get(key)} → {value}" for key, value in wanted.items()

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .resume import last_complete_checkpoint, read_json_object, resume_point, stage_complete
+from .resume import (last_complete_checkpoint, read_json_object, resume_point, stage_complete,
+                     wants_last_checkpoint)
 from .run_log import RUN_LOG_NAME
 
 __all__ = ["StagePlan", "parse_sweep", "student_folder_name", "plan_stages", "folder_state", "check_teacher_safe"]
@@ -124,7 +125,6 @@ def plan_stages(stages: tuple[str, ...], output_dir: Path, students: list[tuple[
         twice = next(f for f in folders if folders.count(f) > 1)
         raise ValueError(f"two students of the sweep would train into {twice}: give settings that differ (τ, p "
                          f"and τ_s are written with up to 6 significant digits in the folder names)")
-    wants_resume = resume is True or (isinstance(resume, str) and resume.lower() in ("true", "last"))
     for plan in plans:
         if plan.kind == "student":
             check_teacher_safe(teacher, plan.folder)
@@ -132,7 +132,7 @@ def plan_stages(stages: tuple[str, ...], output_dir: Path, students: list[tuple[
         point = resume_point(resume, plan.folder, len(plans) == 1)
         if point == "complete":
             plan.action = "skip"
-        elif wants_resume and state == "trained":
+        elif wants_last_checkpoint(resume) and state == "trained":
             plan.action = "evaluate"
         elif point:
             plan.action, plan.checkpoint = "resume", point

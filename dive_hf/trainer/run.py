@@ -3,7 +3,6 @@ evaluation pending), ``complete``, ``failed`` (with the error) or ``interrupted`
 step, the loss part and the last good checkpoint; a preempted one stops after saving a checkpoint."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers import Trainer
@@ -11,7 +10,7 @@ from transformers import Trainer
 from ..atomic import write_json
 from ..names import RUN_LOG_NAME
 from ..preemption import TrainingInterrupted
-from ..resume import last_complete_checkpoint
+from ..resume import last_complete_checkpoint, read_json_object
 from ..run_log import run_log
 from .resume_checks import resolve_checkpoint
 
@@ -107,8 +106,5 @@ def final_evaluation(trainer, test_dataset=None) -> dict:
 def restore_step_count(trainer) -> None:
     """For a trainer built over a folder's final weights (its evaluation to redo): take the global step of the
     run that trained them from the folder's run log, so the records describe that run."""
-    try:
-        recorded = json.loads((Path(trainer.args.output_dir) / RUN_LOG_NAME).read_text())
-    except (OSError, ValueError):
-        recorded = {}
+    recorded = read_json_object(Path(trainer.args.output_dir) / RUN_LOG_NAME) or {}
     trainer.state.global_step = int(recorded.get("global_step") or 0)
