@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-floor venv clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,27 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
+
+# The suite's fast subset against the lowest versions pyproject.toml allows: the floors of transformers, timm,
+# accelerate, datasets, evaluate and huggingface_hub (plus what pip's resolver says they need, e.g. datasets 3.0 →
+# dill 0.3.8, fsspec 2024.6.1) go into .floor and shadow the venv's through PYTHONPATH; torch stays the venv's.
+# .ci/floor.py check fails unless the floors are what is imported. About 3 minutes.
+FLOOR       := .floor
+FLOOR_TESTS := tests/test_losses.py tests/test_config.py tests/test_split_list.py tests/test_timm_contract.py \
+	tests/test_metrics.py tests/test_data.py tests/test_trainer.py tests/test_evaluation.py \
+	tests/test_virtual_examples.py \
+	tests/test_hub.py::test_push_then_load_everywhere \
+	"tests/test_recipes.py::test_recipe_runs_on_a_copy_of_its_data[cifar100_lt]" \
+	tests/test_recipes.py::test_imagenet_lt_recipe_under_accelerate_launch_two_processes
+
+$(FLOOR)/.installed: pyproject.toml .ci/floor.py $(STAMP)
+	rm -rf $(FLOOR)
+	$(PY) .ci/floor.py install $(FLOOR)
+	@touch $@
+
+test-floor: $(FLOOR)/.installed
+	PYTHONPATH=$(FLOOR) $(PY) .ci/floor.py check $(FLOOR)
+	PYTHONPATH=$(FLOOR) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(FLOOR_TESTS)
 
 clean:
 	rm -rf outputs .pytest_cache

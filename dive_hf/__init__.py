@@ -1,17 +1,77 @@
 """dive_hf: DiVE (Distilling Virtual Examples for Long-tailed Recognition, ICCV 2021) for any timm backbone.
 
-Importing the package registers the CIFAR ResNets (``resnet20_cifar`` … ``resnet110_cifar``) with timm.
+Importing the package registers the CIFAR ResNets (``resnet20_cifar`` … ``resnet110_cifar``) with timm: at once
+when timm is already imported, else the moment it is (so ``import dive_hf`` and ``dive-hf --help`` stay fast:
+torch, timm and transformers load only when something needs them). The public names below load on first use
+(PEP 562), so ``from dive_hf import DiVETrainer`` works as usual.
 """
-from ._version import __version__  # noqa: F401
-from . import models  # noqa: E402,F401 — registers the CIFAR ResNets with timm
-from .config import BalancedSoftmaxConfig, DiVEConfig  # noqa: E402
-from .losses import balanced_softmax_cross_entropy, dive_loss, virtual_targets  # noqa: E402
-from .metrics import LongTailAccuracy, LongTailMetrics, long_tail_accuracy, make_compute_metrics  # noqa: E402
-from .trainer import BalancedSoftmaxTrainer, CrossEntropyTrainer, DiVETrainer  # noqa: E402
-from .virtual_examples import virtual_example_distribution  # noqa: E402
+import importlib
+import importlib.util
+import sys
 
-__all__ = [
-    "BalancedSoftmaxConfig", "BalancedSoftmaxTrainer", "CrossEntropyTrainer", "DiVEConfig", "DiVETrainer", "LongTailAccuracy",
-    "LongTailMetrics", "balanced_softmax_cross_entropy", "dive_loss", "long_tail_accuracy", "make_compute_metrics",
-    "virtual_example_distribution", "virtual_targets", "__version__",
-]
+from ._version import __version__  # noqa: F401
+
+#: Public name → the submodule that defines it.
+_EXPORTS = {
+    "BalancedSoftmaxConfig": "config", "DiVEConfig": "config",
+    "balanced_softmax_cross_entropy": "losses", "dive_loss": "losses", "virtual_targets": "losses",
+    "LongTailAccuracy": "metrics", "LongTailMetrics": "metrics", "long_tail_accuracy": "metrics",
+    "make_compute_metrics": "metrics",
+    "BalancedSoftmaxTrainer": "trainer", "CrossEntropyTrainer": "trainer", "DiVETrainer": "trainer",
+    "virtual_example_distribution": "virtual_examples",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    """A public name (or a submodule, ``dive_hf.trainer``) imported on first access."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _RegisterModelsAfterTimm:
+    """A ``sys.meta_path`` finder that only watches for ``timm``: the loader of timm's spec runs timm's module and
+    then imports :mod:`dive_hf.models` (which registers the CIFAR ResNets), and the finder removes itself."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "timm":
+            return None
+        for finder in list(sys.meta_path):
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            run_module = spec.loader.exec_module
+
+            def exec_module(module):  # a spec only looked at (importlib.util.find_spec) is never executed
+                run_module(module)
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+                importlib.import_module(".models", __name__)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def _register_models_with_timm() -> None:
+    if "timm" in sys.modules:
+        importlib.import_module(".models", __name__)
+    elif not any(isinstance(f, _RegisterModelsAfterTimm) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterModelsAfterTimm())
+
+
+_register_models_with_timm()

@@ -159,9 +159,9 @@ class PushArguments:
 
 
 def push(argv: list[str]) -> int:
-    from .hub import push_folder
-
     args = parse_dataclass_args(PushArguments, _positional(argv, "--folder"), prog="dive-hf push")
+    from .hub import push_folder  # after parsing: --help stays fast (no torch, timm)
+
     info = push_folder(args.folder, args.repo_id, args.private, args.revision, args.commit_message,
                        teacher_repo_id=args.teacher_repo_id, dry_run=args.dry_run)
     if not args.dry_run:
@@ -251,12 +251,12 @@ def _read_mapping(path: str, what: str, kind: str = "JSON", expected: str = "an 
 
 
 def card(argv: list[str]) -> int:
-    from .atomic import write_text
-    from .card import render_release_card, write_folder_card
-
     # The first argument is always the source: a lone YAML here is a card source, not a file of flags.
     argv = ["--source", *argv] if argv and not argv[0].startswith("-") else argv
     args = parse_dataclass_args(CardArguments, argv, prog="dive-hf card")
+    from .atomic import write_text
+    from .card import render_release_card, write_folder_card  # after parsing: --help stays fast
+
     output = Path(args.output)
     if output.exists() and not args.overwrite and not is_dive_card(output):
         raise FileExistsError(f"--output {output} exists and is not a dive_hf model card (no 'dive-hf' tag in its "

@@ -6,10 +6,25 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
-__all__ = ["BalancedSoftmaxConfig", "DiVEConfig", "LR_SCHEDULES"]
+__all__ = ["BalancedSoftmaxConfig", "DiVEConfig", "LR_SCHEDULES", "resolve_report_to"]
 
 #: Learning-rate schedules: transformers' own plus dive_hf's ``multistep`` (warm-up, then step decays at epochs).
 LR_SCHEDULES = [s.value for s in SchedulerType] + ["multistep"]
+
+
+def resolve_report_to(report_to):
+    """``"auto"`` → ``"tensorboard"`` when the package is installed, else ``"none"``; an explicit ``"tensorboard"``
+    without the package is an error now rather than after the data and the model are loaded."""
+    import importlib.util
+
+    names = report_to if isinstance(report_to, list) else [report_to]
+    installed = any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+    if names == ["auto"]:
+        return "tensorboard" if installed else "none"
+    if "tensorboard" in names and not installed:
+        raise ValueError("report_to=tensorboard: the tensorboard package is not installed (pip install tensorboard, "
+                         "or --report_to none)")
+    return report_to
 
 
 @dataclass
@@ -54,6 +69,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
         hub_strategy (`str`, defaults to `"end"`):
             The only value supported: the Hub repo receives the complete, evaluated stage folder, never an
             intermediate checkpoint.
+        report_to (`str` or `list[str]`, defaults to `"none"`):
+            As in `TrainingArguments`, plus `"auto"` (the recipes' default): `"tensorboard"` when the `tensorboard`
+            package is installed (event files in `output_dir/runs/`), else `"none"`.
         logging_nan_inf_filter (`bool`, defaults to `False`):
             transformers' filter that leaves NaN/inf losses out of the logged average. Off here: it reads every
             step's loss on the host (a device synchronisation per step), and dive_hf stops a run with a non-finite
@@ -92,6 +110,9 @@ class BalancedSoftmaxConfig(TrainingArguments):
     hub_strategy: str = field(default="end", metadata={
         "help": "Only 'end': a Hub repo receives the complete, evaluated stage folder, never an intermediate "
                 "checkpoint.", "choices": ["end"]})
+    report_to: None | str | list[str] = field(default="none", metadata={
+        "help": "Integrations to log to ('tensorboard', 'wandb', …; 'all', 'none'), or 'auto': tensorboard when it is "
+                "installed (event files in each stage folder's runs/), else none."})
     logging_nan_inf_filter: bool = field(default=False, metadata={
         "help": "Leave NaN/inf losses out of the logged average (reads the loss on the host every step). dive_hf "
                 "stops a run with a non-finite loss anyway."})
@@ -107,6 +128,7 @@ class BalancedSoftmaxConfig(TrainingArguments):
         return cls(**config_kwargs_from_recipe(cls, name, output_dir, **overrides))
 
     def __post_init__(self):
+        self.report_to = resolve_report_to(self.report_to)
         value = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
         if value not in LR_SCHEDULES:
             raise ValueError(f"lr_scheduler_type={value!r} is not a schedule; choose one of {LR_SCHEDULES}")
@@ -114,6 +136,8 @@ class BalancedSoftmaxConfig(TrainingArguments):
             import torch
 
             self.dataloader_pin_memory = torch.cuda.is_available()
+        if self.dataloader_num_workers == 0:  # a recipe's persistent workers, run with --dataloader_num_workers 0
+            self.dataloader_persistent_workers = False  # (torch refuses persistent workers without workers)
         multistep = value == "multistep"
         if multistep:
             self.lr_scheduler_type = "constant_with_warmup"  # what TrainingArguments validates; restored below

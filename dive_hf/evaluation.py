@@ -1,5 +1,9 @@
-"""Evaluation outside the Trainer: logits of a model over a split, and the report written next to a checkpoint
-(``eval_results.json`` + ``per_class_accuracy.png``), shared by the trainers and ``dive-hf evaluate``."""
+"""``dive-hf evaluate``: a checkpoint over a split through ``Trainer.predict`` (a trainer built without a training
+set, :meth:`BalancedSoftmaxTrainer.for_checkpoint`), and the report next to it (:func:`dive_hf.report.write_eval_report`).
+
+:func:`iter_logits` is a plain loop on one process, kept for the virtual-example pass: the runner scores the training
+set with the teacher on the main process only, before the student trains, where ``predict`` would wait for the
+other processes."""
 from __future__ import annotations
 
 import contextlib
@@ -12,12 +16,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import default_data_collator
 
-from .atomic import write_json
 from .data.long_tail import check_same_classes, shot_groups
 from .data.long_tail import class_counts as split_class_counts
 from .data.sources import DataArguments, load_splits
 from .data.transforms import attach_transform, model_transform
-from .names import EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME
+from .names import PER_CLASS_PLOT_NAME
+from .report import write_eval_report
 
 __all__ = ["EvaluateArguments", "InferenceArguments", "PER_CLASS_PLOT_NAME", "iter_logits", "predict_logits", "resolve_device",
            "run_evaluate", "write_eval_report"]
@@ -57,31 +61,6 @@ def predict_logits(model: torch.nn.Module, dataset, batch_size: int = 256, devic
             torch.cat([b[1] for b in batches]).numpy().astype(np.int64))
 
 
-def write_eval_report(output_dir: str | Path, metrics: dict, per_class_accuracy: list | None,
-                      class_counts: list[int], many: int, few: int, dataset: dict, class_counts_source: str,
-                      label_names: list[str] | None = None) -> None:
-    """Write ``eval_results.json`` and, when per-class accuracy is known, ``per_class_accuracy.png``."""
-    output_dir = Path(output_dir)
-    report = {
-        "split": dataset.get("eval_split"),
-        "dataset": dataset,
-        "many_shot_threshold": many,
-        "few_shot_threshold": few,
-        "class_counts_source": class_counts_source,
-        "class_counts": list(class_counts),
-        "metrics": metrics,
-    }
-    if per_class_accuracy is not None:
-        report["per_class_accuracy"] = per_class_accuracy
-        if label_names:
-            report["label_names"] = list(label_names)
-        from .plots import plot_per_class_accuracy
-
-        plot_per_class_accuracy(per_class_accuracy, class_counts, output_dir / PER_CLASS_PLOT_NAME, many, few)
-    write_json(output_dir / EVAL_RESULTS_NAME, report)
-
-
-
 @dataclass
 class InferenceArguments(DataArguments):
     """A data source plus how to run a model over it and which shot thresholds to report."""
@@ -108,7 +87,9 @@ class EvaluateArguments(InferenceArguments):
 
     model: str | None = field(default=None, metadata={"help": "Model folder or Hub repo id (or first argument)."})
     revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub model."})
-    output_dir: str | None = field(default=None, metadata={"help": "Report folder (default: eval_results/<model>)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Report folder (default: outputs/eval/<model>)."})
+    device: str | None = field(default=None, metadata={"help": "cpu or cuda (default: cuda if present); one GPU: "
+                                                       "CUDA_VISIBLE_DEVICES=N, several: accelerate launch."})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
 
     def __post_init__(self):
@@ -122,6 +103,8 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     from .hub import load_stage_model
     from .metrics import long_tail_accuracy
     from .report import format_results
+    from .trainer.base import BalancedSoftmaxTrainer
+    from .trainer.predict import prediction_config
 
     model, config = load_stage_model(args.model, args.revision)
     dive = config.get("dive") or {}
@@ -140,15 +123,27 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         raise ValueError(f"{args.model} records no training class counts (no 'dive' block): give the training "
                          "split too (--train_list / --inat_train_json / --dataset) to define the shot groups")
     many, few = args.thresholds(dive)
+    if len(evaluation) == 0:
+        raise ValueError("empty evaluation set: no images to score")
     data = attach_transform(evaluation, model_transform(model, train=False), args.image_column, label_column)
-    logits, labels = predict_logits(model, data, args.batch_size, args.device, args.num_workers, args.bf16)
+    output_dir = Path(args.output_dir or Path("outputs/eval") / Path(args.model.rstrip("/")).name)
+    config = prediction_config(output_dir, args.batch_size, args.device, args.num_workers, args.bf16,
+                               many_shot_threshold=many, few_shot_threshold=few)
+    trainer = BalancedSoftmaxTrainer(model=model, args=config, class_counts=counts, compute_metrics=_no_metrics)
+    predicted = trainer.predict(data)
+    logits, labels = np.asarray(predicted.predictions, np.float32), np.asarray(predicted.label_ids, np.int64)
     result = long_tail_accuracy(logits, labels, counts, many, few)
     metrics = {f"eval_{k}": v for k, v in result.items() if k != "per_class_accuracy"}
-    output_dir = Path(args.output_dir or Path("eval_results") / Path(args.model.rstrip("/")).name)
     dataset = {"name": getattr(evaluation.info, "dataset_name", None), "eval_split": str(evaluation.split or
                args.eval_split), "eval_fingerprint": evaluation._fingerprint, "eval_size": len(evaluation)}
-    write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names)
+    if trainer.is_world_process_zero():
+        write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names)
     table = format_results({Path(args.model.rstrip("/")).name: metrics}, counts, shot_groups(counts, many, few),
                            many, few, title=f"{args.model} on {dataset['name'] or 'the evaluation split'} "
                                             f"({len(evaluation):,} images; class counts from the {source})")
     return {"metrics": metrics, "table": table, "output_dir": str(output_dir)}
+
+
+def _no_metrics(_prediction) -> dict:
+    """``predict``'s metrics are not used: the report's come from :func:`long_tail_accuracy` on its logits."""
+    return {}

@@ -1,7 +1,13 @@
-"""Plain-text result tables for terminals and logs."""
+"""Plain-text result tables for terminals and logs, and the evaluation report written next to a checkpoint
+(``eval_results.json`` + ``per_class_accuracy.png``), shared by the trainers and ``dive-hf evaluate``."""
 from __future__ import annotations
 
-__all__ = ["format_results", "percent"]
+from pathlib import Path
+
+from .atomic import write_json
+from .names import EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME
+
+__all__ = ["format_results", "percent", "write_eval_report"]
 
 _COLUMNS = (("accuracy", "overall"), ("many_shot_accuracy", "many"), ("medium_shot_accuracy", "medium"),
             ("few_shot_accuracy", "few"))
@@ -30,3 +36,27 @@ def format_results(rows: dict[str, dict], class_counts: list[int], groups: dict[
         values = [metrics.get(f"eval_{key}", metrics.get(key)) for key, _ in _COLUMNS]
         lines.append(f"{name:<{width}}  " + "  ".join(f"{percent(v):>7}" for v in values))
     return "\n".join(lines)
+
+
+def write_eval_report(output_dir: str | Path, metrics: dict, per_class_accuracy: list | None,
+                      class_counts: list[int], many: int, few: int, dataset: dict, class_counts_source: str,
+                      label_names: list[str] | None = None) -> None:
+    """Write ``eval_results.json`` and, when per-class accuracy is known, ``per_class_accuracy.png``."""
+    output_dir = Path(output_dir)
+    report = {
+        "split": dataset.get("eval_split"),
+        "dataset": dataset,
+        "many_shot_threshold": many,
+        "few_shot_threshold": few,
+        "class_counts_source": class_counts_source,
+        "class_counts": list(class_counts),
+        "metrics": metrics,
+    }
+    if per_class_accuracy is not None:
+        report["per_class_accuracy"] = per_class_accuracy
+        if label_names:
+            report["label_names"] = list(label_names)
+        from .plots import plot_per_class_accuracy
+
+        plot_per_class_accuracy(per_class_accuracy, class_counts, output_dir / PER_CLASS_PLOT_NAME, many, few)
+    write_json(output_dir / EVAL_RESULTS_NAME, report)

@@ -185,7 +185,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
         """The split as the model takes it: on the device (--device_data) or transformed on the fly."""
         if recipe.device_data:
             return device_split(split, model, augment, image_column, label_column, training.get("seed", 42))
-        return attach_transform(split, model_transform(model, train=augment), image_column, label_column)
+        return attach_transform(split, model_transform(model, train=augment, uint8=True), image_column, label_column)
 
     train = prepare(train_raw, probe, recipe.train_augmentation)
     test = prepare(eval_raw, probe, False) if eval_raw is not None else None

@@ -105,7 +105,8 @@ class VirtualExamplesArguments(InferenceArguments):
     revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub teacher."})
     temperatures: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 6.0], metadata={"help": "τ grid."})
     powers: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "p grid."})
-    output_dir: str = field(default="virtual_examples", metadata={"help": "Writes virtual_examples.{json,png}."})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "Writes virtual_examples.{json,png} here (default: outputs/virtual_examples/<teacher>)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -159,5 +160,6 @@ def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     many, few = args.thresholds(config.get("dive") or {})
     report = teacher_report(teacher, train, args.temperatures, args.powers, many, few, args.batch_size, args.device,
                             args.num_workers, label_column, args.image_column)
-    paths = write_virtual_examples(report, args.output_dir)
+    paths = write_virtual_examples(report, args.output_dir
+                                   or Path("outputs/virtual_examples") / Path(args.teacher.rstrip("/")).name)
     return {"report": report, "table": format_virtual_examples(report), "paths": [str(p) for p in paths]}

@@ -52,3 +52,19 @@ def test_cifar_lt_end_to_end_benchmark(_isolated_caches):
     for values in rows.values():
         assert float(values[2]) > 0 and 0 <= float(values[3]) <= 100 and 0 <= float(values[4]) <= 100
     assert ratio > 0
+
+
+def test_input_pipeline_benchmark(tmp_path):
+    import json
+
+    lines, ratio = _bench("input_pipeline.py", "--levers", "--json", str(tmp_path / "pipeline.json"))
+    computed = json.loads((tmp_path / "pipeline.json").read_text())
+    loaders = {"dive_hf", "timm", "torchvision", "dive_hf −uint8", "dive_hf −reduced_decoding",
+               "dive_hf −persistent_workers", "dive_hf, all off (before)"}
+    assert set(computed["rates"]) == set(computed["cpu_ms_per_image"]) == loaders
+    assert all(v > 0 for values in computed["rates"].values() for v in values)
+    assert all(v > 0 for values in computed["cpu_ms_per_image"].values() for v in values)
+    assert ratio == round(computed["ratio"], 2)
+    assert computed["ratio"] == pytest.approx(computed["rates"]["dive_hf"][0] / computed["rates"]["timm"][0])
+    assert set(computed["stage_ms_per_image"]) and all(v > 0 for v in computed["stage_ms_per_image"].values())
+    assert all(any(line.startswith(name) for line in lines) for name in loaders)

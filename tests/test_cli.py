@@ -322,3 +322,59 @@ def test_data_groups_an_eval_split_by_its_training_counts(tmp_path, capsys):
     assert main(["data", "--eval_list", str(folder / "ImageNet_LT_test.txt"), "--image_root", str(root),
                  "--which", "eval"]) == 0
     assert "shot groups (by this split's counts)" in capsys.readouterr().out
+
+
+# ---- fast help: lazy imports --------------------------------------------------------------------------------------
+HEAVY = ("torch", "timm", "transformers.training_args")
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+@pytest.mark.parametrize("argv", [["--help"], [], ["push", "--help"], ["card", "--help"], ["data", "--help"]])
+def test_help_imports_no_torch(argv):
+    """`dive-hf --help`, `dive-hf` and the light subcommands' --help import neither torch nor timm (seconds each)."""
+    proc = _run_python(
+        "import sys\nfrom dive_hf.cli import main\ntry:\n    rc = main(%r)\nexcept SystemExit as e:\n    rc = e.code\n"
+        "print('LOADED', [m for m in %r if m in sys.modules], rc)" % (argv, HEAVY))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED [] 0"
+    assert "usage:" in proc.stdout
+
+
+def test_import_dive_hf_is_lazy_and_still_registers_the_cifar_resnets():
+    """`import dive_hf` loads no torch; importing timm afterwards (directly, or through transformers'
+    TimmWrapper) registers the CIFAR ResNets, and the public names load on first use."""
+    proc = _run_python(
+        "import sys, dive_hf\n"
+        "print('LOADED', [m for m in %r if m in sys.modules])\n"
+        "import importlib.util; importlib.util.find_spec('timm')  # only looked at: must not use up the hook\n"
+        "import timm\n"
+        "print('REGISTERED', timm.is_model('resnet32_cifar'), timm.is_model('resnet20_cifar'))\n"
+        "from dive_hf import DiVETrainer, DiVEConfig, virtual_targets\n"
+        "import dive_hf.data as data\n"
+        "print('NAMES', sorted(set(dive_hf.__all__) - set(dir(dive_hf))), DiVETrainer.__name__, "
+        "data.make_long_tailed.__name__, dive_hf.trainer.__name__)" % (HEAVY,))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "LOADED []" in lines and "REGISTERED True True" in lines
+    assert "NAMES [] DiVETrainer make_long_tailed dive_hf.trainer" in lines
+    proc = _run_python("import timm, dive_hf\nprint(timm.is_model('resnet56_cifar'))")  # timm first: at once
+    assert proc.stdout.split() == ["True"], proc.stderr[-2000:]
+
+
+def test_evaluate_and_virtual_examples_default_under_outputs(two_stage_run, tmp_path, monkeypatch, capsys):
+    """Without --output_dir, reports go under the ignored outputs/ folder, one subfolder per model."""
+    from dive_hf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    root = two_stage_run["root"]
+    assert main(["evaluate", str(root / "student"), "--dataset", "embedded:tiny", "--device", "cpu"]) == 0
+    assert main(["virtual-examples", str(root / "teacher"), "--dataset", "embedded:tiny", "--device", "cpu",
+                 "--temperatures", "3", "--powers", "0.5"]) == 0
+    assert "wrote outputs/eval/student/eval_results.json" in capsys.readouterr().out
+    assert (tmp_path / "outputs/eval/student/eval_results.json").is_file()
+    assert (tmp_path / "outputs/virtual_examples/teacher/virtual_examples.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
+    assert "outputs/" in (ROOT / ".gitignore").read_text().split()

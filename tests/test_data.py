@@ -114,3 +114,22 @@ def test_cifar_transform_and_attach(tiny_data):
     # training transform: pad-4 random crop + flip keeps the shape and the pixel statistics' scale
     train_item = attach_transform(tiny_data["test"], cifar_transform(mean, std, train=True))[0]
     assert train_item["pixel_values"].shape == (3, 32, 32)
+
+
+def test_building_embedded_data_shows_progress_once(tmp_path, capsys):
+    """A cache miss draws the images under a progress bar naming the preset (datasets' own setting hides it);
+    a cached load is silent."""
+    from dive_hf.data import EmbeddedPreset, load_embedded
+
+    preset = EmbeddedPreset(num_families=1, train_per_class=6, test_per_class=2, imbalance_factor=2)
+    load_embedded(preset, cache_dir=tmp_path / "a")
+    err = capsys.readouterr().err
+    assert "drawing embedded:custom (5 classes" in err and "40/40" in err
+    load_embedded(preset, cache_dir=tmp_path / "a")
+    assert "drawing" not in capsys.readouterr().err
+    datasets.disable_progress_bars()
+    try:
+        load_embedded(preset, cache_dir=tmp_path / "b")
+    finally:
+        datasets.enable_progress_bars()
+    assert "drawing" not in capsys.readouterr().err

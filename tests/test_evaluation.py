@@ -49,3 +49,38 @@ def test_evaluate_needs_a_model_and_an_eval_split(two_stage_run, tmp_path):
     with pytest.raises(ValueError, match="no evaluation split"):
         main(["evaluate", str(two_stage_run["root"] / "student"), "--dataset", "embedded:tiny", "--eval_split",
               "validation", "--output_dir", str(tmp_path)])
+
+
+def test_a_trainer_built_from_a_checkpoint_predicts_and_evaluates_without_a_training_set(two_stage_run, tiny_splits,
+                                                                                         tmp_path, monkeypatch):
+    """for_checkpoint: class counts, label names and shot thresholds from the folder's `dive` block; predict gives
+    the logits of the plain loop, evaluate the numbers the trainer saved; nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    import numpy as np
+
+    from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
+    from dive_hf.evaluation import predict_logits
+    from dive_hf.trainer.predict import prediction_config
+
+    _, _, test = tiny_splits
+    folder = two_stage_run["root"] / "student"
+    trained = json.loads((folder / "eval_results.json").read_text())
+    out = tmp_path / "predict"
+    args = prediction_config(out, batch_size=32, device="cpu", many_shot_threshold=20, few_shot_threshold=8)
+    trainer = BalancedSoftmaxTrainer.for_checkpoint(str(folder), args)
+    assert trainer.class_counts == trained["class_counts"] and len(trainer.class_names) == 10
+    predicted = trainer.predict(test)
+    expected, labels = predict_logits(trainer.model, test, device="cpu", progress=False)
+    np.testing.assert_allclose(predicted.predictions, expected, rtol=1e-5, atol=1e-5)
+    assert (predicted.label_ids == labels).all()
+    metrics = trainer.evaluate(eval_dataset=test)
+    for key in ("eval_accuracy", "eval_many_shot_accuracy", "eval_few_shot_accuracy"):
+        assert metrics[key] == pytest.approx(trained["metrics"][key]), key
+    assert not any(out.iterdir())  # the Trainer makes its output_dir, nothing more
+    default = BalancedSoftmaxTrainer.for_checkpoint(str(folder))  # thresholds from the checkpoint too
+    assert (default.args.many_shot_threshold, default.args.few_shot_threshold) == (20, 8)
+    assert not any((tmp_path / "outputs/predict/student").iterdir())
+    with pytest.raises(ValueError, match="or class_counts to evaluate or predict without one"):
+        BalancedSoftmaxTrainer(model=trainer.model, args=BalancedSoftmaxConfig(output_dir=str(out), use_cpu=True))
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES"):
+        prediction_config(out, device="cuda:1")

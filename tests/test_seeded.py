@@ -70,3 +70,27 @@ def test_gpu_generators_are_not_touched(monkeypatch):
     data = SeededAugmentation(RandomViews(), seed=0)
     data[0], data.__getitems__([1, 2])
     assert calls == []
+
+
+def test_a_transformed_datasets_split_is_read_per_batch_with_the_same_items():
+    """``__getitems__`` reads a ``with_transform`` split's batch from Arrow at once, then transforms each row under
+    its own seed: the same items as ``data[i]`` one by one (which go through ``datasets``' row formatting)."""
+    import datasets
+
+    def transform(batch):
+        return {"pixel_values": [torch.tensor([v, torch.rand(()).item(), random.random(), np.random.rand()])
+                                 for v in batch["x"]], "labels": batch["label"]}
+
+    split = datasets.Dataset.from_dict({"x": list(range(10)), "label": [i % 3 for i in range(10)],
+                                        "extra": ["a"] * 10}).with_transform(transform, columns=["x", "label"])
+    data = SeededAugmentation(split, seed=4)
+    assert data._rows is not None  # the batched path is taken
+    for epoch in (0, 3):
+        data.set_epoch(epoch)
+        indices = [7, 2, 9, 0]
+        batched, single = data.__getitems__(indices), [data[i] for i in indices]
+        assert [set(item) for item in batched] == [{"pixel_values", "labels"}] * 4
+        for a, b in zip(batched, single):
+            assert torch.equal(a["pixel_values"], b["pixel_values"]) and a["labels"] == b["labels"]
+    keep_all = split.with_transform(transform, columns=["x", "label"], output_all_columns=True)
+    assert SeededAugmentation(keep_all, seed=4)._rows is None  # rows keep other columns: read one by one

@@ -1,15 +1,36 @@
-"""Data: the embedded default dataset, user benchmark splits, long-tailed splits, shot groups and transforms."""
-from .device_images import DeviceImages
-from .long_tail import LONG_TAIL_KEY, class_counts, label_names, long_tail_counts, make_long_tailed, shot_groups
-from .sources import DataArguments, load_splits
-from .split_list import load_inat_json, load_split_list
-from .summary import format_summary, split_summary
-from .synthetic import EMBEDDED_PRESETS, EmbeddedPreset, embedded_class_names, load_embedded
-from .transforms import attach_transform, cifar_transform, model_transform
+"""Data: the embedded default dataset, user benchmark splits, long-tailed splits, shot groups and transforms.
 
-__all__ = [
-    "DataArguments", "DeviceImages", "EMBEDDED_PRESETS", "EmbeddedPreset", "LONG_TAIL_KEY", "attach_transform", "cifar_transform",
-    "class_counts", "embedded_class_names", "format_summary", "label_names", "load_embedded", "load_inat_json",
-    "load_split_list", "load_splits", "long_tail_counts", "make_long_tailed", "model_transform", "shot_groups",
-    "split_summary",
-]
+The names below load on first use (PEP 562): ``dive-hf data --help`` needs no torch (only the transforms and
+:class:`DeviceImages` do).
+"""
+import importlib
+import importlib.util
+
+#: Public name → the submodule that defines it.
+_EXPORTS = {
+    "DeviceImages": "device_images",
+    **dict.fromkeys(["LONG_TAIL_KEY", "class_counts", "label_names", "long_tail_counts", "make_long_tailed",
+                     "shot_groups"], "long_tail"),
+    "DataArguments": "sources", "load_splits": "sources",
+    "load_inat_json": "split_list", "load_split_list": "split_list",
+    "format_summary": "summary", "split_summary": "summary",
+    **dict.fromkeys(["EMBEDDED_PRESETS", "EmbeddedPreset", "embedded_class_names", "load_embedded"], "synthetic"),
+    **dict.fromkeys(["attach_transform", "cifar_transform", "model_transform"], "transforms"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """A public name (or a submodule, ``dive_hf.data.synthetic``) imported on first access."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -63,6 +63,7 @@ class SeededAugmentation(Dataset):
         self.dataset = dataset
         self.seed = int(seed)
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._rows, self._transform = _rows_and_transform(dataset)
 
     @property
     def epoch(self) -> int:
@@ -84,5 +85,26 @@ class SeededAugmentation(Dataset):
 
     def __getitems__(self, indices: list[int]) -> list:
         epoch = self.epoch
-        with _rngs_restored():  # one save/restore per batch, one seeding per image
-            return [self._item(i, epoch) for i in indices]
+        if self._rows is None:
+            with _rngs_restored():  # one save/restore per batch, one seeding per image
+                return [self._item(i, epoch) for i in indices]
+        batch = self._rows[[int(i) for i in indices]]  # one Arrow read for the batch, then each row's transform
+        items = []
+        with _rngs_restored():
+            for k, index in enumerate(indices):
+                _seed(sample_seed(self.seed, epoch, int(index)))
+                row = self._transform({key: values[k:k + 1] for key, values in batch.items()})
+                items.append({key: values[0] for key, values in row.items()})  # as datasets un-nests a row
+        return items
+
+
+def _rows_and_transform(dataset):
+    """``(the rows without the transform, the transform)`` of a ``datasets.Dataset`` formatted by
+    ``with_transform`` (its transform sees a batch of one row and its output replaces the row, as ``dataset[i]``
+    does), else ``(None, None)``: such a dataset's batch is read from Arrow at once rather than row by row."""
+    import datasets
+
+    form = getattr(dataset, "format", None) if isinstance(dataset, datasets.Dataset) else None
+    if not form or form.get("type") != "custom" or form.get("output_all_columns"):
+        return None, None
+    return dataset.with_format(None, columns=form["columns"]), form["format_kwargs"]["transform"]

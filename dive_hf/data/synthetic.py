@@ -152,7 +152,7 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _build_split(preset: EmbeddedPreset, name: str, split: str, per_class: int):
+def _build_split(preset: EmbeddedPreset, name: str, split: str, per_class: int, progress=None):
     import datasets
 
     names = embedded_class_names(preset)
@@ -165,6 +165,8 @@ def _build_split(preset: EmbeddedPreset, name: str, split: str, per_class: int):
         for array in draw_images(family, variant, per_class, rng):
             images.append({"bytes": _png(array), "path": None})
         labels += [label] * per_class
+        if progress is not None:
+            progress.update(per_class)
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
     # Order within a split: class by class, in drawing order — the CIFAR-LT rule takes prefixes in this order.
     info = datasets.DatasetInfo(dataset_name=f"dive_hf-embedded-{name}", config_name=name, features=features,
@@ -195,7 +197,16 @@ def load_embedded(preset: str | EmbeddedPreset = "demo", cache_dir: str | os.Pat
     else:
         name = "custom"
     target = cache_root(cache_dir) / "embedded" / f"{name}-{_fingerprint(preset)}"
-    return cached_dataset(target, lambda: datasets.DatasetDict({
-        "train": _build_split(preset, name, "train", preset.train_per_class),
-        "test": _build_split(preset, name, "test", preset.test_per_class),
-    }))
+
+    def build():  # only on a cache miss; a bar like datasets' own (HF_DATASETS_DISABLE_PROGRESS_BARS=1 hides both)
+        from datasets.utils import tqdm
+
+        total = preset.num_classes * (preset.train_per_class + preset.test_per_class)
+        with tqdm(total=total, unit=" images", desc=f"drawing embedded:{name} ({preset.num_classes} classes, "
+                                                     f"cached after)") as progress:
+            return datasets.DatasetDict({
+                "train": _build_split(preset, name, "train", preset.train_per_class, progress),
+                "test": _build_split(preset, name, "test", preset.test_per_class, progress),
+            })
+
+    return cached_dataset(target, build)

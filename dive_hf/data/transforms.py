@@ -7,6 +7,8 @@ import datasets
 import torch
 from torchvision import transforms as T
 
+from .jpeg_crop import reduce_transform
+
 __all__ = ["ResizeUnlessSize", "cifar_transform", "model_transform", "attach_transform"]
 
 SMALL_IMAGE_MAX = 64  # inputs at or below this size use the CIFAR protocol instead of RandomResizedCrop
@@ -28,22 +30,41 @@ class ResizeUnlessSize:
         return f"{type(self).__name__}(size={self.size})"
 
 
-def cifar_transform(mean, std, train: bool, size: int = 32, padding: int = 4) -> Callable:
+def cifar_transform(mean, std, train: bool, size: int = 32, padding: int = 4, uint8: bool = False) -> Callable:
     """CIFAR protocol: random crop with zero padding + horizontal flip (train), then normalisation; images not at
-    ``size × size`` are first resized (shorter side to ``size``), then cropped (randomly / centred)."""
+    ``size × size`` are first resized (shorter side to ``size``), then cropped (randomly / centred). ``uint8=True``
+    stops before normalising: ``uint8`` tensors that the trainers normalise on the device (see
+    :func:`model_transform`)."""
     steps = [T.RandomCrop(size, padding=padding), T.RandomHorizontalFlip()] if train else [T.CenterCrop(size)]
-    return T.Compose([ResizeUnlessSize(size), *steps, T.ToTensor(), T.Normalize(mean, std)])
+    tail = [T.PILToTensor()] if uint8 else [T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose([ResizeUnlessSize(size), *steps, *tail])
 
 
-def model_transform(model: torch.nn.Module, train: bool) -> Callable:
-    """The transform matching ``model.pretrained_cfg``: CIFAR protocol for ≤ 64 px inputs, else timm's."""
+def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
+                    reduced_decoding: bool = True) -> Callable:
+    """The transform matching ``model.pretrained_cfg``: CIFAR protocol for ≤ 64 px inputs, else timm's.
+
+    Args:
+        uint8: return ``uint8`` CHW tensors (0–255) instead of normalised floats — a quarter of the bytes between
+            DataLoader workers and the main process, and no float work in the workers. The trainers normalise
+            ``uint8`` ``pixel_values`` on the device with the model's mean and std (timm's prefetcher does the same);
+            any other consumer must do it itself. The recipes use it.
+        reduced_decoding: training crops of JPEG files are decoded at 1/2, 1/4 or 1/8 size when the crop is still
+            at least the model's input size there (:mod:`dive_hf.data.jpeg_crop`; same crop distribution as timm's).
+            Effective with :func:`attach_transform`, which hands such transforms undecoded images.
+    """
     from timm.data import create_transform, resolve_data_config
 
     config = resolve_data_config({}, model=model)
     size = config["input_size"][-1]
     if size <= SMALL_IMAGE_MAX:
-        return cifar_transform(config["mean"], config["std"], train, size=size, padding=size // 8)
-    return create_transform(**config, is_training=train)
+        return cifar_transform(config["mean"], config["std"], train, size=size, padding=size // 8, uint8=uint8)
+    transform = create_transform(**config, is_training=train, use_prefetcher=uint8)
+    reduced = reduce_transform(transform) if train and reduced_decoding else None
+    if reduced is not None:
+        reduced.accepts_undecoded = True  # attach_transform passes images opened but not yet decoded
+        return reduced
+    return transform
 
 
 def attach_transform(dataset, transform: Callable, image_column: str = "image", label_column: str = "label"):
@@ -60,22 +81,27 @@ def attach_transform(dataset, transform: Callable, image_column: str = "image", 
     if isinstance(feature, datasets.Image) and feature.decode:
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
     decoder = datasets.Image()
+    undecoded = getattr(transform, "accepts_undecoded", False)
+
+    def where(value) -> str:
+        return (value.get("path") if isinstance(value, dict) else None) or "(embedded bytes)"
 
     def decode(value):
         try:
+            if undecoded:  # opened only: the transform decodes what it needs (see jpeg_crop)
+                return _open(value)
             return decoder.decode_example(value).convert("RGB")
         except Exception as e:  # noqa: BLE001 — PIL raises many types for broken files
-            where = value.get("path") if isinstance(value, dict) else None
-            raise OSError(f"cannot decode image {where or '(embedded bytes)'}: {e}") from e
+            raise OSError(f"cannot decode image {where(value)}: {e}") from e
 
     def transformed(value):
         image = decode(value)
         try:
             return transform(image)
         except Exception as e:  # noqa: BLE001 — name the image whatever the transform raised
-            where = value.get("path") if isinstance(value, dict) else None
-            raise ValueError(f"cannot transform image {where or '(embedded bytes)'} ({image.size[0]}×"
-                             f"{image.size[1]}): {e}") from e
+            if undecoded and isinstance(e, OSError):  # the transform decodes: a broken file
+                raise OSError(f"cannot decode image {where(value)}: {e}") from e
+            raise ValueError(f"cannot transform image {where(value)} ({image.size[0]}×{image.size[1]}): {e}") from e
 
     def apply(batch):
         return {
@@ -84,3 +110,20 @@ def attach_transform(dataset, transform: Callable, image_column: str = "image", 
         }
 
     return dataset.with_transform(apply)
+
+
+def _open(value):
+    """A ``datasets.Image`` value (path and/or bytes) opened by PIL, not decoded."""
+    import io
+
+    import PIL.Image
+
+    if isinstance(value, dict) and value.get("bytes") is not None:
+        return PIL.Image.open(io.BytesIO(value["bytes"]))
+    path = value.get("path") if isinstance(value, dict) else value if isinstance(value, str) else None
+    if path:
+        with open(path, "rb") as f:  # read whole: no file handle left open per image
+            return PIL.Image.open(io.BytesIO(f.read()))
+    if isinstance(value, PIL.Image.Image):
+        return value
+    raise ValueError(f"an image value must have 'path' or 'bytes', got {value!r:.80}")

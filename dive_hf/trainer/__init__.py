@@ -15,6 +15,7 @@ its module:
     resume_checks.py  the settings and teacher a checkpoint records, compared when resuming
     run.py            the run log's status, a diverged or preempted run stopping, the final evaluation
     outputs.py        the stage folder: the dive block, timm's files, the evaluation report, the card, the push
+    predict.py        a trainer without a training set, for evaluate/predict (``for_checkpoint``, ``dive-hf evaluate``)
 
 Private ``transformers.Trainer`` methods still overridden, each the only hook for its job:
 

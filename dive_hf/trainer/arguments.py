@@ -18,9 +18,10 @@ from ..models import create_timm_model
 __all__ = ["check_arguments", "check_writable", "class_info", "dataset_info", "default_metrics", "prepare_model"]
 
 
-def check_arguments(trainer_name: str, args, train_dataset, kwargs: dict) -> None:
+def check_arguments(trainer_name: str, args, train_dataset, kwargs: dict, class_counts=None) -> None:
     """Refuse what the trainers cannot honour, naming it: another config class, a custom loss or label smoothing,
-    per-batch metrics, no or an empty training set, an output folder that cannot be written."""
+    per-batch metrics, an empty training set, or none without class counts, an output folder that cannot be
+    written."""
     if not isinstance(args, BalancedSoftmaxConfig):
         raise TypeError(f"{trainer_name} needs a BalancedSoftmaxConfig (or DiVEConfig), got {type(args).__name__}; "
                         f"it carries the shot thresholds and image-data defaults")
@@ -30,8 +31,9 @@ def check_arguments(trainer_name: str, args, train_dataset, kwargs: dict) -> Non
     if args.batch_eval_metrics:
         raise ValueError("batch_eval_metrics=True is not supported: many/medium/few accuracy needs all "
                          "predictions at once")
-    if train_dataset is None:
-        raise ValueError(f"{trainer_name} needs a train_dataset: the class counts come from it")
+    if train_dataset is None and class_counts is None:
+        raise ValueError(f"{trainer_name} needs a train_dataset (the class counts come from it), or class_counts to "
+                         f"evaluate or predict without one ({trainer_name}.for_checkpoint(DIR) reads a checkpoint's)")
     if args.should_save:
         check_writable(args.output_dir)
     if hasattr(train_dataset, "__len__") and len(train_dataset) == 0:
@@ -40,7 +42,8 @@ def check_arguments(trainer_name: str, args, train_dataset, kwargs: dict) -> Non
 
 def class_info(source, class_counts, label_column: str) -> tuple[list[int], list[str] | None]:
     """``(class_counts, class_names)`` of the training split ``source``: the counts given, else those of its
-    ``ClassLabel`` column (every class must have an image); the names when the column has them."""
+    ``ClassLabel`` column (every class must have an image); the names when the column has them (``None`` without
+    a ``source``)."""
     if class_counts is None:
         class_counts = dataset_class_counts(source, label_column, require_all=True)
     class_counts = [int(c) for c in class_counts]

@@ -9,14 +9,14 @@ from transformers.trainer_callback import ProgressCallback
 
 from ..config import BalancedSoftmaxConfig
 from ..data.device_images import DeviceImages
+from ..data.pixels import UInt8Normalizer
 from ..losses import balanced_softmax_cross_entropy_from_prior, log_prior
 from ..nonfinite import NonFiniteWatch
 from ..preemption import GracefulStop
-from . import loaders, outputs, resume_checks, run
+from . import loaders, optim, outputs, predict, resume_checks, run
 from .arguments import check_arguments, class_info, dataset_info, default_metrics, prepare_model
 from .callbacks import StageProgress, stage_label
 from .loss_parts import LossParts
-from .optim import epoch_schedule, fused_optimizer_kwargs, uses_epoch_schedule
 
 __all__ = ["BalancedSoftmaxTrainer", "CrossEntropyTrainer"]
 
@@ -28,8 +28,9 @@ class BalancedSoftmaxTrainer(Trainer):
         model: a timm model, or a timm architecture name (created with as many classes as the training set has).
         args: a :class:`BalancedSoftmaxConfig`.
         train_dataset: a ``datasets.Dataset`` whose ``label_column`` is a ``ClassLabel`` (class counts and label
-            names are read from it), with a transform producing ``pixel_values`` and ``labels``.
-        class_counts: training images per class, only needed when ``train_dataset`` is not a ``datasets.Dataset``.
+            names are read from it), with a transform producing ``pixel_values`` and ``labels``. ``None`` builds a
+            trainer for ``evaluate``/``predict`` only, given ``class_counts`` (see :meth:`for_checkpoint`).
+        class_counts: training images per class, needed when ``train_dataset`` is not a ``datasets.Dataset``.
         label_column: the ``ClassLabel`` column of ``train_dataset``.
         run_config: extra resolved settings recorded in ``run_log.json`` (e.g. a recipe's data arguments).
         **kwargs: passed to ``transformers.Trainer`` (``eval_dataset``, ``callbacks``, ``compute_metrics``, ...).
@@ -45,7 +46,7 @@ class BalancedSoftmaxTrainer(Trainer):
     def __init__(self, model=None, args: BalancedSoftmaxConfig | None = None, train_dataset=None,
                  class_counts=None, label_column: str = "label", run_config: dict | None = None, **kwargs):
         args = args if args is not None else BalancedSoftmaxConfig(output_dir="outputs/balanced_softmax")
-        check_arguments(type(self).__name__, args, train_dataset, kwargs)
+        check_arguments(type(self).__name__, args, train_dataset, kwargs, class_counts)
         source = getattr(train_dataset, "source", train_dataset)  # DeviceImages wraps a datasets split
         self.class_counts, self.class_names = class_info(source, class_counts, label_column)
         model = prepare_model(model, args, len(self.class_counts))
@@ -55,7 +56,8 @@ class BalancedSoftmaxTrainer(Trainer):
         kwargs["compute_metrics"], self.long_tail_metrics = default_metrics(kwargs.get("compute_metrics"),
                                                                             self.class_counts, args)
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
-        self._seeded_train = loaders.attach_epoch_augmentation(self, train_dataset)
+        self._seeded_train = (loaders.attach_epoch_augmentation(self, train_dataset) if train_dataset is not None
+                              else None)
         self._log_prior = log_prior(self.class_counts, device=self.args.device)
         self._checkpoint_eval: tuple[dict, list | None] | None = None  # metrics, per-class accuracy
         self.last_eval_step: int | None = None  # global step of that evaluation
@@ -66,6 +68,10 @@ class BalancedSoftmaxTrainer(Trainer):
             self.add_callback(StageProgress(stage_label(self)))
         self.resume_changes: list[str] = []  # settings changed at a resume (allowed or warned), as recorded
         self._loss_parts = LossParts()  # logged next to "loss" (see _record)
+        self._uint8_normalizer: UInt8Normalizer | None = None  # made for the first uint8 batch (see _pixels)
+
+    # A trainer for evaluate()/predict() over a stage folder or Hub id, without a training set (predict.py).
+    for_checkpoint = classmethod(predict.for_checkpoint)
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def get_train_dataloader(self):
@@ -112,7 +118,13 @@ class BalancedSoftmaxTrainer(Trainer):
         return (None, None if prediction_loss_only else logits, None)
 
     def _pixels(self, inputs: dict) -> torch.Tensor:
+        """The model's input: ``uint8`` batches normalised here, on the device (:mod:`dive_hf.data.pixels`), and
+        written back so that the teacher's forward reuses them."""
         pixels = inputs["pixel_values"]
+        if pixels.dtype == torch.uint8:
+            if self._uint8_normalizer is None:
+                self._uint8_normalizer = UInt8Normalizer.for_model(self.accelerator.unwrap_model(self.model))
+            pixels = inputs["pixel_values"] = self._uint8_normalizer(pixels)
         if self.args.channels_last and pixels.dim() == 4:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return pixels
@@ -129,27 +141,14 @@ class BalancedSoftmaxTrainer(Trainer):
             logs.update(self._loss_parts.pop_means(self.accelerator.reduce))
         super().log(logs, start_time)
 
-    # ---- optimizer and learning-rate schedule ---------------------------------------------------------------
-    @staticmethod
-    def get_optimizer_cls_and_kwargs(args, model=None):
-        """transformers' choice, with the fused CUDA kernels for SGD/Adam/AdamW on a GPU (one launch per step
-        instead of one per parameter tensor: what a launch-bound CIFAR step needs)."""
-        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-        return cls, fused_optimizer_kwargs(cls, kwargs, args.device.type)
+    # ---- optimizer and learning-rate schedule (optim.py: fused kernels; warmup_epochs, multistep) ----------------
+    get_optimizer_cls_and_kwargs = staticmethod(optim.optimizer_cls_and_kwargs)
+    create_scheduler = optim.create_scheduler
 
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)
         self._update_steps_per_epoch = values[1]  # epochs → steps for warmup_epochs and lr_decay_epochs
         return values
-
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """transformers' schedules, plus ``warmup_epochs`` and the ``multistep`` schedule (see the config)."""
-        if self.lr_scheduler is not None or not uses_epoch_schedule(self.args):
-            return super().create_scheduler(num_training_steps, optimizer)
-        self.lr_scheduler = epoch_schedule(self.args, optimizer if optimizer is not None else self.optimizer,
-                                           num_training_steps, getattr(self, "_update_steps_per_epoch", None))
-        self._created_lr_scheduler = True
-        return self.lr_scheduler
 
     # ---- the run ------------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
@@ -208,13 +207,7 @@ class BalancedSoftmaxTrainer(Trainer):
         """Write ``README.md`` (replaces transformers' card, which knows nothing of timm models or shot groups)."""
         outputs.write_card(self, model_name)
 
-    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
-                    token: str | None = None, revision: str | None = None, private: bool | None = None,
-                    _saved: bool = False, **kwargs):
-        """Save the stage folder (weights, config, evaluation report, card), then push it to
-        ``args.hub_model_id`` with :func:`dive_hf.hub.push_folder`: one commit of the Hub-ready files, checkpoints
-        stay local. Only the main process pushes; ``blocking`` is accepted for compatibility (pushes block)."""
-        return outputs.push_stage_folder(self, commit_message, token, revision, private, saved=_saved, **kwargs)
+    push_to_hub = outputs.push_to_hub  # the stage folder's Hub-ready files, in one commit
 
 
 class CrossEntropyTrainer(BalancedSoftmaxTrainer):

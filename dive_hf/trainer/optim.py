@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import torch
-from transformers import get_scheduler
+from transformers import Trainer, get_scheduler
 
 from ..schedules import epochs_to_steps, get_multistep_schedule_with_warmup
 
-__all__ = ["epoch_schedule", "fused_optimizer_kwargs", "uses_epoch_schedule"]
+__all__ = ["create_scheduler", "epoch_schedule", "fused_optimizer_kwargs", "optimizer_cls_and_kwargs",
+           "uses_epoch_schedule"]
+
+
+def optimizer_cls_and_kwargs(args, model=None):
+    """``Trainer.get_optimizer_cls_and_kwargs``: transformers' choice, with the fused CUDA kernels for
+    SGD/Adam/AdamW on a GPU (one launch per step instead of one per parameter tensor: what a launch-bound CIFAR step
+    needs)."""
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    return cls, fused_optimizer_kwargs(cls, kwargs, args.device.type)
+
+
+def create_scheduler(trainer, num_training_steps: int, optimizer=None):
+    """``Trainer.create_scheduler``: transformers' schedules, plus ``warmup_epochs`` and the ``multistep`` schedule
+    (see the config), whose epochs become steps with the trainer's ``_update_steps_per_epoch``."""
+    if trainer.lr_scheduler is not None or not uses_epoch_schedule(trainer.args):
+        return Trainer.create_scheduler(trainer, num_training_steps, optimizer)
+    trainer.lr_scheduler = epoch_schedule(trainer.args, optimizer if optimizer is not None else trainer.optimizer,
+                                          num_training_steps, getattr(trainer, "_update_steps_per_epoch", None))
+    trainer._created_lr_scheduler = True
+    return trainer.lr_scheduler
 
 
 def fused_optimizer_kwargs(cls, kwargs: dict, device_type: str) -> dict:

@@ -12,15 +12,15 @@ from ..atomic import write_json
 from ..card import write_folder_card
 from ..curves import plot_training_curves
 from ..data.long_tail import shot_groups
-from ..evaluation import write_eval_report
 from ..hub import push_folder, save_checkpoint
 from ..names import (CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINER_STATE_NAME, TRAINING_ARGS_NAME,
                      TRAINING_CURVES_NAME)
+from ..report import write_eval_report
 from ..run_log import training_summary
 from .callbacks import stage_label
 from .run import write_run_log
 
-__all__ = ["complete_stage_folder", "dive_metadata", "push_stage_folder", "save_stage_files", "write_card",
+__all__ = ["complete_stage_folder", "dive_metadata", "push_to_hub", "save_stage_files", "write_card",
            "write_curves", "write_reports"]
 
 
@@ -115,14 +115,17 @@ def complete_stage_folder(trainer, output_dir: str) -> None:
         trainer.push_to_hub(commit_message="Model save", revision=trainer.args.hub_revision, _saved=True)
 
 
-def push_stage_folder(trainer, commit_message: str | None, token: str | None, revision: str | None,
-                      private: bool | None, saved: bool, **unsupported):
-    """Save the stage folder unless ``saved`` (weights, config, evaluation report, card), then push it to
-    ``args.hub_model_id`` with :func:`dive_hf.hub.push_folder` from the main process (``None`` elsewhere)."""
+def push_to_hub(trainer, commit_message: str | None = "End of training", blocking: bool = True,
+                token: str | None = None, revision: str | None = None, private: bool | None = None,
+                _saved: bool = False, **unsupported):
+    """``Trainer.push_to_hub``: save the stage folder unless ``_saved`` (weights, config, evaluation report, card),
+    then push it to ``args.hub_model_id`` with :func:`dive_hf.hub.push_folder`: one commit of the Hub-ready files,
+    checkpoints stay local. Only the main process pushes (``None`` elsewhere); ``blocking`` is accepted for
+    compatibility (pushes block)."""
     if unsupported:
         raise TypeError(f"push_to_hub got unsupported arguments {sorted(unsupported)}")
     args = trainer.args
-    if not saved:
+    if not _saved:
         Trainer.save_model(trainer, args.output_dir, _internal_call=True)
         if args.should_save:
             trainer.write_reports(args.output_dir)

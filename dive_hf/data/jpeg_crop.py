@@ -1,0 +1,83 @@
+"""Random resized crops that decode a JPEG only at the resolution the crop needs.
+
+A 224-px RandomResizedCrop of an 800-px iNaturalist photo keeps, on average, a crop of ~400 px side and throws
+away most of the decoded pixels. :class:`ReducedDecodeRandomResizedCrop` draws the crop first — with timm's own
+``RandomResizedCropAndInterpolation.get_params``, from the image's size, which a JPEG's header gives before any
+decoding — then asks libjpeg for the image at 1/2, 1/4 or 1/8 of its size (``PIL.Image.draft``: the reduction is
+done in the DCT, almost for free) whenever the crop is still at least the output size there, and resizes the same
+region of the reduced image. Crop positions, scales, aspect ratios and flips are drawn exactly as timm draws them
+(same calls, same RNG), so the augmentation distribution is unchanged; only the pixels of a crop downscaled ≥ 2×
+come through the decoder's reduction instead of the resampling filter alone. Images that are not JPEG, already
+decoded, or carry an EXIF rotation take timm's path unchanged.
+"""
+from __future__ import annotations
+
+import random
+
+import PIL.Image
+import torchvision.transforms.functional as F
+from timm.data.transforms import RandomResizedCropAndInterpolation
+
+__all__ = ["ReducedDecodeRandomResizedCrop", "reduce_transform", "ORIENTATION_TAG"]
+
+ORIENTATION_TAG = 0x0112  # EXIF orientation: a rotated photo is transposed after decoding, so it is decoded fully
+
+
+class ReducedDecodeRandomResizedCrop:
+    """Wraps a timm ``RandomResizedCropAndInterpolation``: same parameters, same draws; takes an image that PIL has
+    opened but not yet decoded (see :func:`dive_hf.data.transforms.attach_transform`) and returns an RGB crop."""
+
+    def __init__(self, crop: RandomResizedCropAndInterpolation):
+        self.crop = crop
+
+    def __call__(self, image: PIL.Image.Image) -> PIL.Image.Image:
+        if not _reducible(image):
+            image = _rgb(image)  # then exactly timm's crop of the decoded image
+        i, j, h, w = self.crop.get_params(image, self.crop.scale, self.crop.ratio)
+        interpolation = self.crop.interpolation
+        if isinstance(interpolation, (tuple, list)):  # timm's "random" interpolation, drawn after the crop as timm
+            interpolation = random.choice(interpolation)
+        out_h, out_w = self.crop.size
+        scale = _reduce(image, (w, h), (out_w, out_h)) if _reducible(image) else 1
+        if scale == 1:
+            return F.resized_crop(_rgb(image), i, j, h, w, [out_h, out_w], interpolation)
+        box = (j / scale, i / scale, (j + w) / scale, (i + h) / scale)
+        return _rgb(image).resize((out_w, out_h), F.pil_modes_mapping[interpolation], box=box)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.crop!r})"
+
+
+def _reducible(image: PIL.Image.Image) -> bool:
+    """A JPEG PIL has opened but not decoded, without an EXIF rotation (those are decoded, then transposed)."""
+    return (getattr(image, "format", None) == "JPEG" and bool(getattr(image, "tile", None))
+            and image.getexif().get(ORIENTATION_TAG, 1) == 1)
+
+
+def _reduce(image: PIL.Image.Image, crop_size: tuple[int, int], out_size: tuple[int, int]) -> float:
+    """Ask the JPEG decoder for the largest reduction (1, 2, 4 or 8) that keeps the crop at least ``out_size``;
+    returns the reduction in effect (1: the image will be decoded at full size)."""
+    width, height = image.size
+    wanted = (-(-width * out_size[0] // crop_size[0]), -(-height * out_size[1] // crop_size[1]))  # ceil
+    if width // wanted[0] < 2 or height // wanted[1] < 2:
+        return 1
+    result = image.draft("RGB", wanted)
+    return width / result[1][2] if result else 1
+
+
+def _rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """Decode (once) and convert to RGB, applying an EXIF rotation as ``datasets`` does."""
+    if image.getexif().get(ORIENTATION_TAG, 1) != 1:
+        import PIL.ImageOps
+
+        image = PIL.ImageOps.exif_transpose(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def reduce_transform(transform):
+    """``transform`` (a timm/torchvision ``Compose``) with its leading ``RandomResizedCropAndInterpolation``
+    replaced by a :class:`ReducedDecodeRandomResizedCrop`; ``None`` when it does not start with one."""
+    steps = getattr(transform, "transforms", None)
+    if not steps or not isinstance(steps[0], RandomResizedCropAndInterpolation):
+        return None
+    return type(transform)([ReducedDecodeRandomResizedCrop(steps[0]), *steps[1:]])

@@ -1,0 +1,208 @@
+"""The fast input pipeline: reduced-size JPEG decoding draws timm's crops, uint8 batches normalised by the trainer.
+
+The crop geometry is read back from the output pixels: the test image encodes x in its red channel and y in its
+green channel, so a least-squares line through an output's columns (rows) gives the crop's left edge, width and
+flip (top edge, height) whatever path made it.
+"""
+import math
+import random
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dive_hf.data.jpeg_crop import ReducedDecodeRandomResizedCrop, reduce_transform
+from dive_hf.data.pixels import UInt8Normalizer
+from dive_hf.data.seeded import SeededAugmentation
+from dive_hf.data.transforms import attach_transform, cifar_transform, model_transform
+
+W, H = 800, 600  # an iNat-sized photo: most 224-px crops of it are downscaled ≥ 2× (reduced decoding applies)
+
+
+def _coordinate_jpeg(path, width=W, height=H, exif=None):
+    x = np.linspace(0, 255, width)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height)[:, None].repeat(width, 1)
+    rgb = np.stack([x, y, np.full_like(x, 128)], -1).round().astype(np.uint8)
+    image = Image.fromarray(rgb)
+    image.save(path, format="JPEG", quality=95, **({"exif": exif} if exif is not None else {}))
+    return path
+
+
+def _timm_geometry_transform():
+    """timm's training transform without colour jitter (it would scramble the coordinate channels), uint8 out."""
+    from timm.data import create_transform
+
+    return create_transform(224, is_training=True, color_jitter=0, interpolation="bilinear", use_prefetcher=True)
+
+
+def _geometry(pixels: torch.Tensor, width=W, height=H):
+    """(left, top, crop width, crop height, flipped) of a crop of the coordinate image, from its pixels."""
+    def line(profile, extent):  # profile[k] ≈ a + b·k in image pixels
+        k = np.arange(len(profile))
+        b, a = np.polyfit(k, profile / 255.0 * (extent - 1), 1)
+        return a, b
+
+    a_x, b_x = line(pixels[0].double().mean(0).numpy(), width)
+    a_y, b_y = line(pixels[1].double().mean(1).numpy(), height)
+    w, h = abs(b_x) * pixels.shape[2], abs(b_y) * pixels.shape[1]
+    left = (a_x if b_x > 0 else a_x + b_x * (pixels.shape[2] - 1)) - 0.5 * w / pixels.shape[2] + 0.5
+    top = a_y - 0.5 * h / pixels.shape[1] + 0.5
+    return left, top, w, h, b_x < 0
+
+
+def _seeded(seed):
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def _lazy(path):
+    return Image.open(path)  # opened, not decoded: what attach_transform hands a reduced-decoding transform
+
+
+def test_reduced_decoding_draws_exactly_timms_crops(tmp_path):
+    path = _coordinate_jpeg(tmp_path / "photo.jpg")
+    timm_transform = _timm_geometry_transform()
+    reduced = reduce_transform(timm_transform)
+    assert isinstance(reduced.transforms[0], ReducedDecodeRandomResizedCrop)
+    decoded = Image.open(path).convert("RGB")
+    n_reduced = 0
+    for seed in range(60):
+        _seeded(seed)
+        expected = timm_transform(decoded)
+        _seeded(seed)
+        got = reduced(_lazy(path))
+        assert got.dtype == torch.uint8 and got.shape == expected.shape == (3, 224, 224)
+        g_exp, g_got = _geometry(expected), _geometry(got)
+        assert g_got[4] == g_exp[4]  # same flip
+        assert np.allclose(g_got[:4], g_exp[:4], atol=2.0), (seed, g_exp, g_got)  # same crop, within 2 px
+        downscale = min(g_exp[2], g_exp[3]) / 224
+        if downscale >= 2:  # decoded at 1/2 or less: pixels through the decoder's reduction, close to timm's
+            n_reduced += 1
+            assert (got.float() - expected.float()).abs().mean() < 1.5
+        elif downscale < 1.9:  # decoded at full size: timm's pixels exactly
+            assert torch.equal(got, expected)
+    assert n_reduced >= 10  # the lever was exercised
+
+
+def _ks(a, b) -> float:
+    """Two-sample Kolmogorov–Smirnov statistic."""
+    grid = np.sort(np.concatenate([a, b]))
+    cdf = lambda v: np.searchsorted(np.sort(v), grid, side="right") / len(v)  # noqa: E731
+    return float(np.abs(cdf(a) - cdf(b)).max())
+
+
+def test_the_real_pipeline_keeps_timms_crop_distribution(tmp_path):
+    """Seeded augmentation → attach_transform (images opened, not decoded) → reduced decoding, against timm's
+    transform on decoded images with independent draws: crop scale, aspect ratio and flip rate."""
+    path = _coordinate_jpeg(tmp_path / "photo.jpg")
+    n = 400
+    split = datasets.Dataset.from_dict({"image": [str(path)] * n, "label": [0] * n},
+                                       features=datasets.Features({"image": datasets.Image(),
+                                                                   "label": datasets.ClassLabel(num_classes=1)}))
+    ours = SeededAugmentation(attach_transform(split, reduce_transform(_timm_geometry_transform())), seed=11)
+    ours_geometry = [_geometry(item["pixel_values"]) for item in ours.__getitems__(list(range(n)))]
+    timm_transform, decoded = _timm_geometry_transform(), Image.open(path).convert("RGB")
+    _seeded(12345)
+    timm_geometry = [_geometry(timm_transform(decoded)) for _ in range(n)]
+
+    def stats(rows):
+        rows = np.array(rows, dtype=float)
+        return rows[:, 2] * rows[:, 3] / (W * H), np.log(rows[:, 2] / rows[:, 3]), rows[:, 4].mean()
+
+    scale_o, ratio_o, flips_o = stats(ours_geometry)
+    scale_t, ratio_t, flips_t = stats(timm_geometry)
+    critical = 1.63 * math.sqrt(2 / n)  # KS at the 1 % level
+    assert _ks(scale_o, scale_t) < critical and _ks(ratio_o, ratio_t) < critical
+    assert abs(flips_o - flips_t) < 0.1 and 0.4 < flips_o < 0.6
+    assert scale_o.min() >= 0.08 - 0.01 and scale_o.max() <= 1.0 + 0.01  # timm's scale range (0.08, 1)
+
+
+def test_a_rotated_photo_and_a_png_take_timms_path(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: decoded fully, then transposed as datasets does
+    rotated = _coordinate_jpeg(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    png = tmp_path / "photo.png"
+    Image.open(_coordinate_jpeg(tmp_path / "p.jpg")).save(png)
+    from PIL import ImageOps
+
+    timm_transform = _timm_geometry_transform()
+    reduced = reduce_transform(timm_transform)
+    for file, upright in ((rotated, ImageOps.exif_transpose(Image.open(rotated)).convert("RGB")),
+                          (png, Image.open(png).convert("RGB"))):
+        for seed in range(5):
+            _seeded(seed)
+            expected = timm_transform(upright)
+            _seeded(seed)
+            assert torch.equal(reduced(_lazy(file)), expected)
+
+
+def test_a_broken_jpeg_is_named_with_reduced_decoding(tmp_path):
+    path = _coordinate_jpeg(tmp_path / "photo.jpg")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(path.read_bytes()[:2000])  # truncated after the header
+    split = datasets.Dataset.from_dict({"image": [str(broken)], "label": [0]},
+                                       features=datasets.Features({"image": datasets.Image(),
+                                                                   "label": datasets.ClassLabel(num_classes=1)}))
+    data = attach_transform(split, reduce_transform(_timm_geometry_transform()))
+    with pytest.raises(OSError, match="cannot decode image .*broken.jpg"):
+        data[0]
+
+
+def test_uint8_transforms_normalised_by_the_trainer_equal_the_float_ones(tmp_path):
+    import timm
+
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    photo = Image.open(_coordinate_jpeg(tmp_path / "photo.jpg"))
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    for uint8, floats, normalise in (
+            (model_transform(model, train=False, uint8=True), model_transform(model, train=False),
+             UInt8Normalizer.for_model(model)),  # timm's path at 224 px: ImageNet mean/std from pretrained_cfg
+            (cifar_transform(mean, std, False, uint8=True), cifar_transform(mean, std, False),
+             UInt8Normalizer(mean, std))):
+        pixels = uint8(photo.convert("RGB"))
+        assert pixels.dtype == torch.uint8
+        torch.testing.assert_close(normalise(pixels[None])[0], floats(photo.convert("RGB")), atol=1e-5, rtol=0)
+    floats = torch.zeros(1, 3, 4, 4)
+    assert normalise(floats) is floats  # already normalised: untouched
+    with pytest.raises(ValueError, match=r"uint8 pixel_values of shape \(3, 4, 4\)"):
+        normalise(torch.zeros(3, 4, 4, dtype=torch.uint8))
+
+
+def test_the_trainer_evaluates_uint8_batches_as_float_ones(tmp_path, tiny_data):
+    from conftest import stage_kwargs
+
+    from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
+    from dive_hf.data import make_long_tailed
+    from dive_hf.models import create_timm_model
+
+    model = create_timm_model("resnet20_cifar", 10)
+    train = attach_transform(make_long_tailed(tiny_data["train"], 10), model_transform(model, train=True, uint8=True))
+    trainer = BalancedSoftmaxTrainer(model=model, args=BalancedSoftmaxConfig(**stage_kwargs(tmp_path / "t")),
+                                     train_dataset=train)
+    trainer.train()  # a few steps on uint8 batches
+    results = {}
+    for uint8 in (False, True):
+        test = attach_transform(tiny_data["test"], model_transform(model, train=False, uint8=uint8))
+        results[uint8] = trainer.predict(test)
+    torch.testing.assert_close(torch.as_tensor(results[True].predictions),
+                               torch.as_tensor(results[False].predictions), atol=1e-4, rtol=1e-4)
+    assert results[True].metrics["test_accuracy"] == results[False].metrics["test_accuracy"]
+
+
+def test_reduced_decoding_keeps_batches_identical_with_workers(tmp_path):
+    from torch.utils.data import DataLoader
+    from transformers import default_data_collator
+
+    paths = [str(_coordinate_jpeg(tmp_path / f"p{i}.jpg", 640 + 40 * i, 480)) for i in range(6)]
+    split = datasets.Dataset.from_dict({"image": paths, "label": [0] * 6},
+                                       features=datasets.Features({"image": datasets.Image(),
+                                                                   "label": datasets.ClassLabel(num_classes=1)}))
+    data = SeededAugmentation(attach_transform(split, reduce_transform(_timm_geometry_transform())), seed=5)
+    data.set_epoch(2)
+    batches = [torch.cat([b["pixel_values"] for b in DataLoader(data, batch_size=4, num_workers=workers,
+                                                                collate_fn=default_data_collator)])
+               for workers in (0, 2)]
+    assert torch.equal(*batches)
