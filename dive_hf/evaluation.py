@@ -11,15 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from transformers import default_data_collator
 
 from .data.long_tail import check_same_classes, shot_groups
 from .data.long_tail import class_counts as split_class_counts
 from .data.sources import DataArguments, load_splits
-from .data.transforms import attach_transform, model_transform
 from .names import PER_CLASS_PLOT_NAME
 from .report import write_eval_report
 
@@ -28,6 +23,8 @@ __all__ = ["EvaluateArguments", "InferenceArguments", "PER_CLASS_PLOT_NAME", "it
 
 
 def resolve_device(device: str | None = None) -> torch.device:
+    import torch
+
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -37,6 +34,11 @@ def iter_logits(model: torch.nn.Module, dataset, batch_size: int = 256, device: 
                 num_workers: int = 0, bf16: bool = False, desc: str = "evaluating", progress: bool = True):
     """Yield ``(logits [B, C] float32 CPU tensor, labels [B])`` of ``model`` in eval mode over a transformed
     ``dataset`` (items with ``pixel_values`` and ``labels``), in order, with a progress bar."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+    from transformers import default_data_collator
+
     if len(dataset) == 0:
         raise ValueError("empty evaluation set: no images to score")
     target = resolve_device(device)
@@ -56,6 +58,8 @@ def predict_logits(model: torch.nn.Module, dataset, batch_size: int = 256, devic
                    num_workers: int = 0, bf16: bool = False, desc: str = "evaluating",
                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(logits [N, C] float32, labels [N] int64)``: all of :func:`iter_logits` at once."""
+    import torch
+
     batches = list(iter_logits(model, dataset, batch_size, device, num_workers, bf16, desc, progress))
     return (torch.cat([b[0] for b in batches]).numpy(),
             torch.cat([b[1] for b in batches]).numpy().astype(np.int64))
@@ -100,6 +104,7 @@ class EvaluateArguments(InferenceArguments):
 
 def run_evaluate(args: EvaluateArguments) -> dict:
     """Evaluate a checkpoint on a split: print the table, write ``eval_results.json`` and the per-class plot."""
+    from .data.transforms import attach_transform, model_transform
     from .hub import load_stage_model
     from .metrics import long_tail_accuracy
     from .report import format_results

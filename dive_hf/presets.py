@@ -59,6 +59,23 @@ def _convert(field_type: str, value):
     return value
 
 
+def split_global_batch(global_batch: int | None, per_device: int, learning_rate: float, reference: int | None,
+                       world_size: int, accumulation: int, hint: str = "", remedy: str = ""):
+    """``(per-device batch, learning rate, effective batch)``: ``global_batch`` (when given) split over
+    ``world_size`` processes × ``accumulation`` steps — refused when it does not divide, rather than training with
+    another batch — and, with ``reference`` (the batch the lr was tuned for), the lr scaled linearly to the
+    effective batch. One rule for the recipe scripts and ``from_recipe``."""
+    if global_batch:
+        if global_batch % (world_size * accumulation):
+            raise ValueError(f"{hint}global_batch_size={global_batch} is not divisible by {world_size} processes × "
+                             f"{accumulation} accumulation steps{remedy}")
+        per_device = global_batch // (world_size * accumulation)
+    if not per_device > 0:
+        raise ValueError(f"{hint}per_device_train_batch_size={per_device}: must be ≥ 1")
+    effective = per_device * world_size * accumulation
+    return per_device, (learning_rate * effective / reference if reference else learning_rate), effective
+
+
 def config_kwargs_from_recipe(config_cls, name: str, output_dir: str, **overrides) -> dict:
     """Keyword arguments of ``config_cls`` (a ``BalancedSoftmaxConfig``/``DiVEConfig``) from a recipe, then
     ``overrides``. The recipe's ``global_batch_size`` becomes ``per_device_train_batch_size`` for ``WORLD_SIZE``
@@ -68,16 +85,14 @@ def config_kwargs_from_recipe(config_cls, name: str, output_dir: str, **override
     types = {f.name: str(f.type) for f in fields(config_cls) if f.init}
     kwargs = {k: _convert(types[k], v) for k, v in values.items() if k in types}
     kwargs.update(overrides, output_dir=str(output_dir))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by the launchers; read before any process group exists
     accumulation = kwargs.get("gradient_accumulation_steps") or 1
-    if values.get("global_batch_size") and "per_device_train_batch_size" not in overrides:
-        batch = int(values["global_batch_size"])
-        if batch % (world * accumulation):  # as the recipe scripts: refuse rather than train another batch
-            raise ValueError(f"{name}: global_batch_size={batch} is not divisible by {world} processes × "
-                             f"{accumulation} accumulation steps; give per_device_train_batch_size")
-        kwargs["per_device_train_batch_size"] = batch // (world * accumulation)
-    reference = values.get("lr_reference_batch")
-    if reference and "learning_rate" not in overrides:
-        effective = kwargs.get("per_device_train_batch_size", 8) * world * accumulation
-        kwargs["learning_rate"] = float(kwargs["learning_rate"]) * effective / float(reference)
+    global_batch = values.get("global_batch_size") if "per_device_train_batch_size" not in overrides else None
+    reference = values.get("lr_reference_batch") if "learning_rate" not in overrides else None
+    per_device, learning_rate, _ = split_global_batch(
+        global_batch, kwargs.get("per_device_train_batch_size", 8), float(kwargs.get("learning_rate", 5e-5)),
+        reference, world, accumulation, hint=f"{name}: ", remedy="; give per_device_train_batch_size")
+    kwargs["per_device_train_batch_size"] = per_device
+    if reference:
+        kwargs["learning_rate"] = learning_rate
     return kwargs

@@ -19,6 +19,7 @@ from .atomic import write_json
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.sources import DataArguments, load_splits, load_val_split
 from .lock import output_lock
+from .presets import split_global_batch
 from .resume import read_json_object
 from .run_log import describe_batch
 from .stage_plan import StagePlan, folder_state, parse_sweep, plan_stages, student_folder_name
@@ -31,18 +32,10 @@ __all__ = ["run_recipe", "resolve_batch", "describe_effective_batch", "stage_con
 def resolve_batch(recipe, training: dict, world_size: int) -> dict:
     """Per-device batch and learning rate for ``world_size`` processes; returns a description of what was done."""
     accumulation = training.get("gradient_accumulation_steps") or 1
-    if recipe.global_batch_size:
-        per_process = world_size * accumulation
-        if recipe.global_batch_size % per_process:
-            raise ValueError(f"global_batch_size={recipe.global_batch_size} is not divisible by {world_size} "
-                             f"processes × {accumulation} accumulation steps")
-        training["per_device_train_batch_size"] = recipe.global_batch_size // per_process
-    if not training.get("per_device_train_batch_size", 1) > 0:
-        raise ValueError(f"per_device_train_batch_size={training['per_device_train_batch_size']}: must be ≥ 1")
-    effective = training["per_device_train_batch_size"] * world_size * accumulation
     base_lr = training["learning_rate"]
-    if recipe.lr_reference_batch:
-        training["learning_rate"] = base_lr * effective / recipe.lr_reference_batch
+    training["per_device_train_batch_size"], training["learning_rate"], effective = split_global_batch(
+        recipe.global_batch_size, training.get("per_device_train_batch_size", 1), base_lr, recipe.lr_reference_batch,
+        world_size, accumulation)
     return {"world_size": world_size, "per_device": training["per_device_train_batch_size"],
             "accumulation": accumulation, "effective": effective, "base_lr": base_lr,
             "learning_rate": training["learning_rate"], "reference": recipe.lr_reference_batch}

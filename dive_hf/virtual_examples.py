@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .data.long_tail import shot_groups
 from .evaluation import InferenceArguments
-from .losses import virtual_targets
 
 __all__ = ["VirtualExamplesArguments", "format_virtual_examples", "run_virtual_examples", "teacher_report",
            "virtual_example_distribution", "write_virtual_examples"]
@@ -51,6 +49,10 @@ def virtual_example_distribution(teacher_logits, class_counts: Sequence[int], te
         ``{"images": N, "class_counts": [...], "rows": [{"temperature", "power", "per_class", "group_mean",
         "head_tail_ratio", "relative_entropy"}, ...]}`` — the first row (τ = p = None) is the real counts.
     """
+    import torch
+
+    from .losses import virtual_targets
+
     counts = np.asarray(class_counts, dtype=np.float64)
     groups = shot_groups(counts.tolist(), many, few)
     grid = [(tau, power) for tau in temperatures for power in powers]

@@ -332,7 +332,8 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
-@pytest.mark.parametrize("argv", [["--help"], [], ["push", "--help"], ["card", "--help"], ["data", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], [], ["push", "--help"], ["card", "--help"], ["data", "--help"],
+                                  ["evaluate", "--help"], ["virtual-examples", "--help"]])
 def test_help_imports_no_torch(argv):
     """`dive-hf --help`, `dive-hf` and the light subcommands' --help import neither torch nor timm (seconds each)."""
     proc = _run_python(
