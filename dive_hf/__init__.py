@@ -6,10 +6,10 @@ torch, timm and transformers load only when something needs them). The public na
 (PEP 562), so ``from dive_hf import DiVETrainer`` works as usual.
 """
 import importlib
-import importlib.util
 import sys
 
 from ._version import __version__  # noqa: F401
+from .lazy import lazy_exports
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
@@ -23,20 +23,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-def __getattr__(name: str):
-    """A public name (or a submodule, ``dive_hf.trainer``) imported on first access."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 class _RegisterModelsAfterTimm:

@@ -17,7 +17,7 @@ MAX_CLASS_LINES = 250
 
 #: Bottom to top. A module may import its own layer and those below it, never one above.
 LAYERS = [
-    ("leaves", ["dive_hf._version", "dive_hf.names", "dive_hf.atomic", "dive_hf.errors", "dive_hf.lock"]),
+    ("leaves", ["dive_hf._version", "dive_hf.lazy", "dive_hf.names", "dive_hf.atomic", "dive_hf.errors", "dive_hf.lock"]),
     ("data", ["dive_hf.data"]),
     ("training parts", ["dive_hf.models", "dive_hf.losses", "dive_hf.metrics", "dive_hf.config", "dive_hf.presets",
                         "dive_hf.schedules", "dive_hf.nonfinite", "dive_hf.preemption"]),

@@ -3,8 +3,7 @@
 The names below load on first use (PEP 562): ``dive-hf data --help`` needs no torch (only the transforms and
 :class:`DeviceImages` do).
 """
-import importlib
-import importlib.util
+from ..lazy import lazy_exports
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
@@ -21,16 +20,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """A public name (or a submodule, ``dive_hf.data.synthetic``) imported on first access."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
