@@ -94,9 +94,14 @@ def _ks(a, b) -> float:
     return float(np.abs(cdf(a) - cdf(b)).max())
 
 
-def test_the_real_pipeline_keeps_timms_crop_distribution(tmp_path):
+def test_the_real_pipeline_keeps_timms_crop_distribution(tmp_path, monkeypatch):
     """Seeded augmentation → attach_transform (images opened, not decoded) → reduced decoding, against timm's
     transform on decoded images with independent draws: crop scale, aspect ratio and flip rate."""
+    from dive_hf.data import jpeg_crop
+
+    reductions = []
+    reduce = jpeg_crop._reduce
+    monkeypatch.setattr(jpeg_crop, "_reduce", lambda *a: reductions.append(reduce(*a)) or reductions[-1])
     path = _coordinate_jpeg(tmp_path / "photo.jpg")
     n = 400
     split = datasets.Dataset.from_dict({"image": [str(path)] * n, "label": [0] * n},
@@ -118,6 +123,7 @@ def test_the_real_pipeline_keeps_timms_crop_distribution(tmp_path):
     assert _ks(scale_o, scale_t) < critical and _ks(ratio_o, ratio_t) < critical
     assert abs(flips_o - flips_t) < 0.1 and 0.4 < flips_o < 0.6
     assert scale_o.min() >= 0.08 - 0.01 and scale_o.max() <= 1.0 + 0.01  # timm's scale range (0.08, 1)
+    assert len(reductions) == n and sum(r >= 2 for r in reductions) > n // 4  # undecoded images, often reduced
 
 
 def test_a_rotated_photo_and_a_png_take_timms_path(tmp_path):
@@ -206,3 +212,40 @@ def test_reduced_decoding_keeps_batches_identical_with_workers(tmp_path):
                                                                 collate_fn=default_data_collator)])
                for workers in (0, 2)]
     assert torch.equal(*batches)
+
+
+def test_uint8_batches_take_deepspeeds_dtype(tmp_path, tiny_data):
+    """DeepSpeed has no autocast: Trainer._prepare_input casts float inputs to its dtype, and the normalised uint8
+    batch must get the same cast (else a bf16 model meets float32 pixels)."""
+    from types import SimpleNamespace
+
+    from conftest import stage_kwargs
+
+    from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
+    from dive_hf.data import make_long_tailed
+
+    train = attach_transform(make_long_tailed(tiny_data["train"], 10), cifar_transform((0.5,) * 3, (0.25,) * 3, True))
+    trainer = BalancedSoftmaxTrainer(model="resnet20_cifar", args=BalancedSoftmaxConfig(**stage_kwargs(tmp_path)),
+                                     train_dataset=train)
+    batch = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert trainer._pixels({"pixel_values": batch.clone()}).dtype == torch.float32
+    plugin = SimpleNamespace(hf_ds_config=SimpleNamespace(dtype=lambda: torch.bfloat16))
+    trainer.accelerator = SimpleNamespace(unwrap_model=lambda model: model,
+                                          state=SimpleNamespace(deepspeed_plugin=plugin))
+    trainer.is_deepspeed_enabled = True
+    inputs = {"pixel_values": batch.clone()}
+    assert trainer._pixels(inputs).dtype == torch.bfloat16 and inputs["pixel_values"].dtype == torch.bfloat16
+
+
+def test_reduced_decoding_reads_urls_as_datasets_does(tmp_path):
+    """A path that is not local (here a file inside a zip, ``zip://photo.jpg::archive.zip``; also https://, hf://)
+    is read with datasets' xopen."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "archive.zip", "w") as archive:
+        archive.write(_coordinate_jpeg(tmp_path / "photo.jpg"), "photo.jpg")
+    split = datasets.Dataset.from_dict({"image": [f"zip://photo.jpg::{tmp_path / 'archive.zip'}"], "label": [0]},
+                                       features=datasets.Features({"image": datasets.Image(),
+                                                                   "label": datasets.ClassLabel(num_classes=1)}))
+    item = attach_transform(split, reduce_transform(_timm_geometry_transform()))[0]
+    assert item["pixel_values"].shape == (3, 224, 224)

@@ -76,8 +76,11 @@ def _rgb(image: PIL.Image.Image) -> PIL.Image.Image:
 
 def reduce_transform(transform):
     """``transform`` (a timm/torchvision ``Compose``) with its leading ``RandomResizedCropAndInterpolation``
-    replaced by a :class:`ReducedDecodeRandomResizedCrop`; ``None`` when it does not start with one."""
+    replaced by a :class:`ReducedDecodeRandomResizedCrop`, marked ``accepts_undecoded`` for
+    :func:`~dive_hf.data.transforms.attach_transform`; ``None`` when it does not start with one."""
     steps = getattr(transform, "transforms", None)
     if not steps or not isinstance(steps[0], RandomResizedCropAndInterpolation):
         return None
-    return type(transform)([ReducedDecodeRandomResizedCrop(steps[0]), *steps[1:]])
+    reduced = type(transform)([ReducedDecodeRandomResizedCrop(steps[0]), *steps[1:]])
+    reduced.accepts_undecoded = True  # attach_transform hands it images opened, not yet decoded
+    return reduced

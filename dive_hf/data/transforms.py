@@ -33,8 +33,8 @@ class ResizeUnlessSize:
 def cifar_transform(mean, std, train: bool, size: int = 32, padding: int = 4, uint8: bool = False) -> Callable:
     """CIFAR protocol: random crop with zero padding + horizontal flip (train), then normalisation; images not at
     ``size × size`` are first resized (shorter side to ``size``), then cropped (randomly / centred). ``uint8=True``
-    stops before normalising: ``uint8`` tensors that the trainers normalise on the device (see
-    :func:`model_transform`)."""
+    stops before normalising — ``mean`` and ``std`` are then not used here: the trainers normalise ``uint8`` batches
+    on the device with the *model's* mean and std (see :func:`model_transform`)."""
     steps = [T.RandomCrop(size, padding=padding), T.RandomHorizontalFlip()] if train else [T.CenterCrop(size)]
     tail = [T.PILToTensor()] if uint8 else [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose([ResizeUnlessSize(size), *steps, *tail])
@@ -61,10 +61,7 @@ def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
         return cifar_transform(config["mean"], config["std"], train, size=size, padding=size // 8, uint8=uint8)
     transform = create_transform(**config, is_training=train, use_prefetcher=uint8)
     reduced = reduce_transform(transform) if train and reduced_decoding else None
-    if reduced is not None:
-        reduced.accepts_undecoded = True  # attach_transform passes images opened but not yet decoded
-        return reduced
-    return transform
+    return reduced if reduced is not None else transform
 
 
 def attach_transform(dataset, transform: Callable, image_column: str = "image", label_column: str = "label"):
@@ -122,7 +119,10 @@ def _open(value):
         return PIL.Image.open(io.BytesIO(value["bytes"]))
     path = value.get("path") if isinstance(value, dict) else value if isinstance(value, str) else None
     if path:
-        with open(path, "rb") as f:  # read whole: no file handle left open per image
+        from datasets.utils.file_utils import is_local_path, xopen
+
+        # read whole: no file handle left open per image; xopen as datasets does for URLs, hf://, zip://…::
+        with (open(path, "rb") if is_local_path(path) else xopen(path, "rb")) as f:
             return PIL.Image.open(io.BytesIO(f.read()))
     if isinstance(value, PIL.Image.Image):
         return value

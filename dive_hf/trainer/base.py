@@ -124,7 +124,10 @@ class BalancedSoftmaxTrainer(Trainer):
         if pixels.dtype == torch.uint8:
             if self._uint8_normalizer is None:
                 self._uint8_normalizer = UInt8Normalizer.for_model(self.accelerator.unwrap_model(self.model))
-            pixels = inputs["pixel_values"] = self._uint8_normalizer(pixels)
+            pixels = self._uint8_normalizer(pixels)
+            if self.is_deepspeed_enabled:  # as Trainer._prepare_input casts float inputs: DeepSpeed has no autocast
+                pixels = pixels.to(self.accelerator.state.deepspeed_plugin.hf_ds_config.dtype())
+            inputs["pixel_values"] = pixels
         if self.args.channels_last and pixels.dim() == 4:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return pixels
