@@ -249,3 +249,51 @@ def test_reduced_decoding_reads_urls_as_datasets_does(tmp_path):
                                                                    "label": datasets.ClassLabel(num_classes=1)}))
     item = attach_transform(split, reduce_transform(_timm_geometry_transform()))[0]
     assert item["pixel_values"].shape == (3, 224, 224)
+
+
+def test_the_recipes_loader_trains_the_same_with_persistent_workers_and_after_resume(tmp_path):
+    """The recipes' pipeline (reduced decoding, uint8 batches, seeded augmentation) trains bit-identical weights with
+    0 workers, with 2 persistent workers, and stopped after epoch 1 then resumed (2 persistent workers)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from conftest import stage_kwargs
+
+    from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
+    from dive_hf.models import create_timm_model
+
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for i in range(24):  # photos 2–3× the 72-px input: most crops are decoded reduced
+        path = tmp_path / "images" / f"{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        size = (int(rng.integers(160, 230)), int(rng.integers(160, 230)))
+        Image.fromarray(rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)).resize(
+            size, Image.BICUBIC).save(path, quality=90)
+        paths.append(str(path))
+        labels.append(i % 3 if i < 18 else 0)
+    split = datasets.Dataset.from_dict({"image": paths, "label": labels}, features=datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=3)}))
+
+    def train(name, workers, resume=False, **overrides):
+        torch.manual_seed(0)  # the same initial weights
+        model = create_timm_model("resnet18", 3, image_size=72)
+        data = attach_transform(split, model_transform(model, train=True, uint8=True))
+        args = BalancedSoftmaxConfig(**stage_kwargs(tmp_path / name, **{
+            "max_steps": -1, "num_train_epochs": 2, "per_device_train_batch_size": 8, "image_size": 72,
+            "save_strategy": "epoch", "dataloader_num_workers": workers,
+            "dataloader_persistent_workers": workers > 0, **overrides}))
+        BalancedSoftmaxTrainer(model=model, args=args, train_dataset=data).train(
+            resume_from_checkpoint=True if resume else None)
+        return tmp_path / name
+
+    def weights(folder):
+        return load_file(folder / "checkpoint-6" / "model.safetensors")
+
+    reference = weights(train("in_process", 0))
+    with_workers = weights(train("workers", 2))
+    shutil.copytree(tmp_path / "workers" / "checkpoint-3", tmp_path / "cut" / "checkpoint-3")  # stopped after epoch 1
+    resumed = weights(train("cut", 2, resume=True))
+    for other in (with_workers, resumed):
+        assert reference.keys() == other.keys() and all(torch.equal(reference[k], other[k]) for k in reference)
