@@ -31,18 +31,20 @@ class ReducedDecodeRandomResizedCrop:
         self.crop = crop
 
     def __call__(self, image: PIL.Image.Image) -> PIL.Image.Image:
-        if not _reducible(image):
+        reducible = _reducible(image)
+        if not reducible:
             image = _rgb(image)  # then exactly timm's crop of the decoded image
         i, j, h, w = self.crop.get_params(image, self.crop.scale, self.crop.ratio)
         interpolation = self.crop.interpolation
         if isinstance(interpolation, (tuple, list)):  # timm's "random" interpolation, drawn after the crop as timm
             interpolation = random.choice(interpolation)
         out_h, out_w = self.crop.size
-        scale = _reduce(image, (w, h), (out_w, out_h)) if _reducible(image) else 1
+        scale = _reduce(image, (w, h), (out_w, out_h)) if reducible else 1
+        image = image if image.mode == "RGB" else image.convert("RGB")  # no EXIF rotation left to apply here
         if scale == 1:
-            return F.resized_crop(_rgb(image), i, j, h, w, [out_h, out_w], interpolation)
+            return F.resized_crop(image, i, j, h, w, [out_h, out_w], interpolation)
         box = (j / scale, i / scale, (j + w) / scale, (i + h) / scale)
-        return _rgb(image).resize((out_w, out_h), F.pil_modes_mapping[interpolation], box=box)
+        return image.resize((out_w, out_h), F.pil_modes_mapping[interpolation], box=box)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.crop!r})"
