@@ -41,7 +41,7 @@ def cifar_transform(mean, std, train: bool, size: int = 32, padding: int = 4, ui
 
 
 def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
-                    reduced_decoding: bool = True) -> Callable:
+                    reduced_decoding: bool = True, simd_resize: bool = True) -> Callable:
     """The transform matching ``model.pretrained_cfg``: CIFAR protocol for ≤ 64 px inputs, else timm's.
 
     Args:
@@ -52,6 +52,8 @@ def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
         reduced_decoding: training crops of JPEG files are decoded at 1/2, 1/4 or 1/8 size when the crop is still
             at least the model's input size there (:mod:`dive_hf.data.jpeg_crop`; same crop distribution as timm's).
             Effective with :func:`attach_transform`, which hands such transforms undecoded images.
+        simd_resize: training crops are resized by torch's vectorised ``uint8`` antialiased bilinear/bicubic kernel
+            (PIL's filters; pixels within 2 levels of PIL's, mean ~0.03) instead of PIL's resize, ~5× cheaper.
     """
     from timm.data import create_transform, resolve_data_config
 
@@ -60,7 +62,7 @@ def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
     if size <= SMALL_IMAGE_MAX:
         return cifar_transform(config["mean"], config["std"], train, size=size, padding=size // 8, uint8=uint8)
     transform = create_transform(**config, is_training=train, use_prefetcher=uint8)
-    reduced = reduce_transform(transform) if train and reduced_decoding else None
+    reduced = reduce_transform(transform, reduced_decoding, simd_resize) if train else None
     return reduced if reduced is not None else transform
 
 
