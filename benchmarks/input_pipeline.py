@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-LEVERS = ("uint8", "reduced_decoding", "simd_resize", "persistent_workers")  # dive_hf_loader's switches (see --levers)
+LEVERS = ("uint8", "reduced_decoding", "simd_resize", "tensor_decode", "persistent_workers")  # dive_hf_loader's switches (see --levers)
 KINDS = {"imagenet": (300, 500), "inat": (500, 800)}  # (shorter side range low, longest side) — see make_images
 
 
@@ -57,8 +57,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="where to write the images (default: a temporary folder)")
     p.add_argument("--stages", type=int, default=48, help="images for the per-stage costs (0: skip)")
     p.add_argument("--levers", action="store_true",
-                   help="also dive_hf with each of uint8 batches, reduced JPEG decoding, SIMD resize, persistent "
-                        "workers off")
+                   help="also dive_hf with each of uint8 batches, reduced JPEG decoding, SIMD resize, tensor "
+                        "decoding, persistent workers off")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
     p.add_argument("--json", default=None, help="also write the unrounded rows and ratio to this JSON file")
     return p
@@ -91,7 +91,8 @@ def make_images(root: Path, kind: str, num_images: int, num_classes: int, seed: 
 
 # ---- the three loaders ------------------------------------------------------------------------------------------
 def dive_hf_loader(list_file: Path, image_root: Path, args, workdir: Path, uint8: bool = True,
-                   reduced_decoding: bool = True, simd_resize: bool = True, persistent_workers: bool = True):
+                   reduced_decoding: bool = True, simd_resize: bool = True, tensor_decode: bool = True,
+                   persistent_workers: bool = True):
     """The recipes' training loader (by default; a lever turned off otherwise), and the function that turns one of
     its batches into the model's input as the trainer does."""
     from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
@@ -106,7 +107,7 @@ def dive_hf_loader(list_file: Path, image_root: Path, args, workdir: Path, uint8
         dataloader_num_workers=args.workers, use_cpu=not torch.cuda.is_available(), report_to="none",
         disable_tqdm=True, dataloader_persistent_workers=persistent_workers and args.workers > 0)
     transform = model_transform(model, train=True, uint8=uint8, reduced_decoding=reduced_decoding,
-                                simd_resize=simd_resize)
+                                simd_resize=simd_resize, tensor_decode=tensor_decode)
     trainer = BalancedSoftmaxTrainer(model=model, args=config, train_dataset=attach_transform(split, transform))
     return trainer.get_train_dataloader(), lambda batch: trainer._pixels(batch)
 
@@ -207,7 +208,7 @@ def stage_costs(list_file: Path, image_root: Path, args, workdir: Path) -> dict[
     crop = transform.transforms[0]
     timed("  of which timm's crop + resize (PIL)", lambda: [crop(i) for i in images])
     ours = reduce_transform(transform).transforms[0]
-    timed("dive_hf: decode as needed + crop + resize (reduced, SIMD)",
+    timed("dive_hf: decode as needed + crop + resize (reduced/tensor, SIMD)",
           lambda: [ours(Image.open(io.BytesIO(d))) for d in data])
     timed("dive_hf: crop + resize of decoded images (SIMD)", lambda: [ours(i) for i in images])
     timed("collate (float32)", lambda: [default_collate(tensors[k:k + args.batch_size])

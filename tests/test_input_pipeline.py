@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from timm.data import create_transform
 
 from dive_hf.data.jpeg_crop import ReducedDecodeRandomResizedCrop, reduce_transform
 from dive_hf.data.pixels import UInt8Normalizer
 from dive_hf.data.seeded import SeededAugmentation
-from dive_hf.data.transforms import attach_transform, cifar_transform, model_transform
+from dive_hf.data.transforms import _open, attach_transform, cifar_transform, model_transform
 
 W, H = 800, 600  # an iNat-sized photo: most 224-px crops of it are downscaled ≥ 2× (reduced decoding applies)
 
@@ -59,7 +60,7 @@ def _seeded(seed):
 
 
 def _lazy(path):
-    return Image.open(path)  # opened, not decoded: what attach_transform hands a reduced-decoding transform
+    return _open({"path": str(path)})  # opened in memory, not decoded: what attach_transform hands our crop
 
 
 def _close_to(got: torch.Tensor, expected: torch.Tensor) -> bool:
@@ -164,7 +165,7 @@ def test_simd_resize_matches_pils_resize(interpolation):
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as F
 
-    from dive_hf.data.jpeg_crop import SIMD_MODES, _simd_resized_crop
+    from dive_hf.data.jpeg_crop import SIMD_MODES, _as_tensor, _simd_resize
 
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).resize((960, 720), Image.BICUBIC)
@@ -172,8 +173,8 @@ def test_simd_resize_matches_pils_resize(interpolation):
     for left, top, width, height, out in ((0, 0, 960, 720, (224, 224)), (100, 50, 56, 70, (224, 224)),
                                           (300, 200, 900 - 300, 700 - 200, (160, 224)), (5, 7, 224, 224, (224, 224))):
         expected = torch.from_numpy(np.array(F.resized_crop(image, top, left, height, width, list(out), mode)))
-        got = torch.from_numpy(np.array(_simd_resized_crop(image, (left, top, left + width, top + height),
-                                                           (out[1], out[0]), SIMD_MODES[mode])))
+        got = torch.from_numpy(np.array(_simd_resize(_as_tensor(image), (left, top, left + width, top + height),
+                                                     (out[1], out[0]), SIMD_MODES[mode])))
         assert got.shape == expected.shape == (*out, 3)
         assert _close_to(got, expected), (left, top, width, height, (got.float() - expected.float()).abs().max())
     nearest = reduce_transform(_timm_geometry_transform(), reduced_decoding=False)
@@ -186,14 +187,43 @@ def test_simd_resize_matches_pils_resize(interpolation):
     assert torch.equal(got, timm_nearest(image))
 
 
-def test_a_broken_jpeg_is_named_with_reduced_decoding(tmp_path):
+def test_torchvisions_decoder_gives_pils_pixels(tmp_path):
+    """tensor_decode (torchvision's libjpeg-turbo into a tensor) against PIL's decoder, crop by crop, on a textured
+    photo; a grey and a CMYK JPEG are left to PIL (torchvision would convert CMYK its own way)."""
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).resize((640, 480), Image.BICUBIC)
+    photo.save(tmp_path / "photo.jpg", quality=90)
+    photo.convert("L").save(tmp_path / "grey.jpg", quality=90)
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    timm_transform = create_transform(224, is_training=True, interpolation="bicubic", use_prefetcher=True)
+    by_torchvision = reduce_transform(timm_transform, reduced_decoding=False)
+    by_pil = reduce_transform(timm_transform, reduced_decoding=False, tensor_decode=False)
+    decoded = []
+    from dive_hf.data import jpeg_crop
+
+    decode = jpeg_crop._decode_jpeg
+    jpeg_crop._decode_jpeg = lambda image: decoded.append(decode(image) is not None) or decode(image)
+    try:
+        for name in ("photo.jpg", "grey.jpg", "cmyk.jpg"):
+            for seed in range(8):
+                _seeded(seed)
+                got = by_torchvision(_lazy(tmp_path / name))
+                _seeded(seed)
+                assert torch.equal(got, by_pil(_lazy(tmp_path / name))), (name, seed)
+    finally:
+        jpeg_crop._decode_jpeg = decode
+    assert decoded[:8] == [True] * 8 and not any(decoded[8:])  # torchvision decoded the RGB photo, only it
+
+
+@pytest.mark.parametrize("reduced_decoding", [True, False])
+def test_a_broken_jpeg_is_named_with_reduced_decoding(tmp_path, reduced_decoding):
     path = _coordinate_jpeg(tmp_path / "photo.jpg")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(path.read_bytes()[:2000])  # truncated after the header
     split = datasets.Dataset.from_dict({"image": [str(broken)], "label": [0]},
                                        features=datasets.Features({"image": datasets.Image(),
                                                                    "label": datasets.ClassLabel(num_classes=1)}))
-    data = attach_transform(split, reduce_transform(_timm_geometry_transform()))
+    data = attach_transform(split, reduce_transform(_timm_geometry_transform(), reduced_decoding=reduced_decoding))
     with pytest.raises(OSError, match="cannot decode image .*broken.jpg"):
         data[0]
 

@@ -41,7 +41,7 @@ def cifar_transform(mean, std, train: bool, size: int = 32, padding: int = 4, ui
 
 
 def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
-                    reduced_decoding: bool = True, simd_resize: bool = True) -> Callable:
+                    reduced_decoding: bool = True, simd_resize: bool = True, tensor_decode: bool = True) -> Callable:
     """The transform matching ``model.pretrained_cfg``: CIFAR protocol for ≤ 64 px inputs, else timm's.
 
     Args:
@@ -54,6 +54,8 @@ def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
             Effective with :func:`attach_transform`, which hands such transforms undecoded images.
         simd_resize: training crops are resized by torch's vectorised ``uint8`` antialiased bilinear/bicubic kernel
             (PIL's filters; pixels within 2 levels of PIL's, mean ~0.03) instead of PIL's resize, ~5× cheaper.
+        tensor_decode: with ``simd_resize``, JPEGs decoded at full size are decoded by torchvision into a tensor
+            (the same pixels as PIL's, ~30 % faster).
     """
     from timm.data import create_transform, resolve_data_config
 
@@ -62,7 +64,7 @@ def model_transform(model: torch.nn.Module, train: bool, uint8: bool = False,
     if size <= SMALL_IMAGE_MAX:
         return cifar_transform(config["mean"], config["std"], train, size=size, padding=size // 8, uint8=uint8)
     transform = create_transform(**config, is_training=train, use_prefetcher=uint8)
-    reduced = reduce_transform(transform, reduced_decoding, simd_resize) if train else None
+    reduced = reduce_transform(transform, reduced_decoding, simd_resize, tensor_decode) if train else None
     return reduced if reduced is not None else transform
 
 
