@@ -208,7 +208,7 @@ def stage_costs(list_file: Path, image_root: Path, args, workdir: Path) -> dict[
     crop = transform.transforms[0]
     timed("  of which timm's crop + resize (PIL)", lambda: [crop(i) for i in images])
     ours = reduce_transform(transform).transforms[0]
-    timed("dive_hf: decode as needed + crop + resize (reduced/tensor, SIMD)",
+    timed("dive_hf: decode as needed + crop + resize (ours)",
           lambda: [ours(Image.open(io.BytesIO(d))) for d in data])
     timed("dive_hf: crop + resize of decoded images (SIMD)", lambda: [ours(i) for i in images])
     timed("collate (float32)", lambda: [default_collate(tensors[k:k + args.batch_size])
