@@ -189,10 +189,12 @@ def test_simd_resize_matches_pils_resize(interpolation):
 
 def test_torchvisions_decoder_gives_pils_pixels(tmp_path):
     """tensor_decode (torchvision's libjpeg-turbo into a tensor) against PIL's decoder, crop by crop, on a textured
-    photo; a grey and a CMYK JPEG are left to PIL (torchvision would convert CMYK its own way)."""
+    photo (baseline 4:2:0 and progressive 4:4:4); a grey and a CMYK JPEG are left to PIL (torchvision would convert
+    CMYK its own way)."""
     rng = np.random.default_rng(1)
     photo = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).resize((640, 480), Image.BICUBIC)
     photo.save(tmp_path / "photo.jpg", quality=90)
+    photo.save(tmp_path / "progressive.jpg", quality=90, progressive=True, subsampling=0)
     photo.convert("L").save(tmp_path / "grey.jpg", quality=90)
     photo.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
     timm_transform = create_transform(224, is_training=True, interpolation="bicubic", use_prefetcher=True)
@@ -204,7 +206,7 @@ def test_torchvisions_decoder_gives_pils_pixels(tmp_path):
     decode = jpeg_crop._decode_jpeg
     jpeg_crop._decode_jpeg = lambda image: decoded.append(decode(image) is not None) or decode(image)
     try:
-        for name in ("photo.jpg", "grey.jpg", "cmyk.jpg"):
+        for name in ("photo.jpg", "progressive.jpg", "grey.jpg", "cmyk.jpg"):
             for seed in range(8):
                 _seeded(seed)
                 got = by_torchvision(_lazy(tmp_path / name))
@@ -212,7 +214,7 @@ def test_torchvisions_decoder_gives_pils_pixels(tmp_path):
                 assert torch.equal(got, by_pil(_lazy(tmp_path / name))), (name, seed)
     finally:
         jpeg_crop._decode_jpeg = decode
-    assert decoded[:8] == [True] * 8 and not any(decoded[8:])  # torchvision decoded the RGB photo, only it
+    assert decoded[:16] == [True] * 16 and not any(decoded[16:])  # torchvision decoded the RGB photos, only them
 
 
 @pytest.mark.parametrize("reduced_decoding", [True, False])
