@@ -39,13 +39,18 @@ import torch
 from PIL import Image
 
 LEVERS = ("uint8", "reduced_decoding", "simd_resize", "tensor_decode", "persistent_workers")  # dive_hf_loader's switches (see --levers)
-KINDS = {"imagenet": (300, 500), "inat": (500, 800)}  # (shorter side range low, longest side) — see make_images
+# (low, high) side range — see make_images; "photo": camera-sized photos as many custom data sets keep them
+KINDS = {"imagenet": (300, 500), "inat": (500, 800), "photo": (1600, 2400)}
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", choices=sorted(KINDS), default="imagenet",
-                   help="imagenet: sides 300–500 px; inat: longest side 800 px, the other 500–800")
+                   help="imagenet: sides 300–500 px; inat: longest side 800 px, the other 500–800; photo: longest "
+                        "side 2400 px, the other 1600–2400")
+    p.add_argument("--grain", type=int, default=12,
+                   help="± grain added to the generated images: more grain, more bytes per pixel, a larger share "
+                        "of the time in the JPEG's entropy decoding (12: ~0.35 bytes/px; 32: ~0.55, ImageNet's)")
     p.add_argument("--list", default=None, help="an OLTR list of your own (then --image_root is required)")
     p.add_argument("--image_root", default=None)
     p.add_argument("--num_images", type=int, default=1024)
@@ -64,7 +69,7 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_images(root: Path, kind: str, num_images: int, num_classes: int, seed: int = 0) -> Path:
+def make_images(root: Path, kind: str, num_images: int, num_classes: int, seed: int = 0, grain: int = 12) -> Path:
     """JPEGs (quality 90) of photo-like content — a smooth random field plus fine grain — in ``class_k/`` folders,
     and ``train.txt`` listing them; returns the list."""
     rng = np.random.default_rng(seed)
@@ -73,16 +78,16 @@ def make_images(root: Path, kind: str, num_images: int, num_classes: int, seed: 
     for i in range(num_images):
         if kind == "imagenet":
             w, h = (int(v) for v in rng.integers(low, high + 1, size=2))
-        else:  # iNat 2018 ships images resized to 800 px on the longest side
+        else:  # iNat 2018 ships images resized to 800 px on the longest side; photos, 2400
             other = int(rng.integers(low, high + 1))
             w, h = (high, other) if rng.random() < 0.5 else (other, high)
         coarse = rng.integers(0, 256, size=(h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
         base = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.int16)
-        grain = rng.integers(-12, 13, size=(h, w, 3), dtype=np.int16)
+        noise = rng.integers(-grain, grain + 1, size=(h, w, 3), dtype=np.int16)
         label = i % num_classes
         relative = f"class_{label:03d}/img_{i:05d}.jpg"
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8)).save(root / relative, quality=90)
+        Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(root / relative, quality=90)
         lines.append(f"{relative} {label}")
     list_file = root / "train.txt"
     list_file.write_text("\n".join(lines) + "\n")
@@ -225,8 +230,8 @@ def run(args) -> dict:
                 raise SystemExit("--list needs --image_root")
             list_file, image_root = Path(args.list), Path(args.image_root)
         else:
-            image_root = workdir / f"images_{args.kind}"
-            list_file = make_images(image_root, args.kind, args.num_images, args.num_classes)
+            image_root = workdir / f"images_{args.kind}_grain{args.grain}"
+            list_file = make_images(image_root, args.kind, args.num_images, args.num_classes, grain=args.grain)
         folder = workdir / "imagefolder"  # timm/torchvision read class folders; an OLTR list may name any layout
         if args.list:
             _link_as_folders(list_file, image_root, folder)
@@ -254,15 +259,23 @@ def run(args) -> dict:
                 rates[name].append(rate)
                 cpu[name].append(cpu_ms)
         costs = stage_costs(list_file, image_root, args, workdir) if args.stages else {}
+        density = bytes_per_pixel(list_file, image_root)
     ratios = [d / t for d, t in zip(rates["dive_hf"], rates["timm"])]
     levers = {name: statistics.median(d / v for d, v in zip(rates["dive_hf"], rates[name]))
               for name in rates if name.startswith("dive_hf ")}
-    return {"kind": args.kind, "batch_size": args.batch_size, "workers": args.workers, "repeats": args.repeats,
+    return {"kind": args.kind, "bytes_per_pixel": density, "batch_size": args.batch_size, "workers": args.workers, "repeats": args.repeats,
             "rates": rates, "cpu_ms_per_image": cpu, "stage_ms_per_image": costs,
             "cpu_ratio": statistics.median(t / d for d, t in zip(cpu["dive_hf"], cpu["timm"])),
             "dive_hf_over_variant": levers, "ratio_vs_torchvision":
             statistics.median(d / t for d, t in zip(rates["dive_hf"], rates["torchvision"])),
             "ratio": statistics.median(ratios)}
+
+
+def bytes_per_pixel(list_file: Path, image_root: Path, limit: int = 200) -> float:
+    """Mean file bytes per pixel of (the first ``limit``) listed images: how much of the decode is entropy decoding."""
+    paths = [image_root / line.rsplit(maxsplit=1)[0] for line in list_file.read_text().splitlines() if line.strip()]
+    sizes = [(p.stat().st_size, Image.open(p).size) for p in paths[:limit]]
+    return sum(n for n, _ in sizes) / sum(w * h for _, (w, h) in sizes)
 
 
 def _link_as_folders(list_file: Path, image_root: Path, folder: Path) -> None:
@@ -276,7 +289,8 @@ def _link_as_folders(list_file: Path, image_root: Path, folder: Path) -> None:
 
 
 def format_report(result: dict) -> str:
-    lines = [f"input pipeline, {result['kind']}-like JPEGs, batch {result['batch_size']}, "
+    lines = [f"input pipeline, {result['kind']}-like JPEGs ({result['bytes_per_pixel']:.2f} bytes/px), "
+             f"batch {result['batch_size']}, "
              f"{result['workers']} workers, {result['repeats']} interleaved repeats (img/s)",
              f"{'loader':<30}{'img/s':>8}{'CPU ms/img':>12}  img/s of each repeat"]
     for name, values in result["rates"].items():
