@@ -115,7 +115,7 @@ def _simd_resize(pixels: torch.Tensor, box, size: tuple[int, int], mode: str) ->
     pixels = pixels.unsqueeze(0).contiguous(memory_format=torch.channels_last)
     out = torch.nn.functional.interpolate(pixels, size=(size[1], size[0]), mode=mode, antialias=True,
                                           align_corners=False)
-    return PIL.Image.fromarray(out[0].permute(1, 2, 0).numpy(), "RGB")
+    return PIL.Image.fromarray(out[0].permute(1, 2, 0).numpy())  # HWC uint8: RGB
 
 
 def _reducible(image: PIL.Image.Image) -> bool:
