@@ -38,8 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-# dive_hf_loader's switches (see --levers)
-LEVERS = ("uint8", "reduced_decoding", "simd_resize", "tensor_decode", "hwc_collate", "persistent_workers")
+LEVERS = ("uint8", "reduced_decoding", "simd_resize", "tensor_decode", "persistent_workers")  # dive_hf_loader's switches (see --levers)
 # (low, high) side range — see make_images; "photo": camera-sized photos as many custom data sets keep them
 KINDS = {"imagenet": (300, 500), "inat": (500, 800), "photo": (1600, 2400)}
 
@@ -64,7 +63,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, default=48, help="images for the per-stage costs (0: skip)")
     p.add_argument("--levers", action="store_true",
                    help="also dive_hf with each of uint8 batches, reduced JPEG decoding, SIMD resize, tensor "
-                        "decoding, HWC collation, persistent workers off")
+                        "decoding, persistent workers off")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
     p.add_argument("--json", default=None, help="also write the unrounded rows and ratio to this JSON file")
     return p
@@ -98,11 +97,9 @@ def make_images(root: Path, kind: str, num_images: int, num_classes: int, seed: 
 # ---- the three loaders ------------------------------------------------------------------------------------------
 def dive_hf_loader(list_file: Path, image_root: Path, args, workdir: Path, uint8: bool = True,
                    reduced_decoding: bool = True, simd_resize: bool = True, tensor_decode: bool = True,
-                   hwc_collate: bool = True, persistent_workers: bool = True):
+                   persistent_workers: bool = True):
     """The recipes' training loader (by default; a lever turned off otherwise), and the function that turns one of
     its batches into the model's input as the trainer does."""
-    from transformers import default_data_collator
-
     from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
     from dive_hf.data.split_list import load_split_list
     from dive_hf.data.transforms import attach_transform, model_transform
@@ -116,9 +113,7 @@ def dive_hf_loader(list_file: Path, image_root: Path, args, workdir: Path, uint8
         disable_tqdm=True, dataloader_persistent_workers=persistent_workers and args.workers > 0)
     transform = model_transform(model, train=True, uint8=uint8, reduced_decoding=reduced_decoding,
                                 simd_resize=simd_resize, tensor_decode=tensor_decode)
-    collator = None if hwc_collate else default_data_collator  # None: the trainers' collate_images
-    trainer = BalancedSoftmaxTrainer(model=model, args=config, train_dataset=attach_transform(split, transform),
-                                     data_collator=collator)
+    trainer = BalancedSoftmaxTrainer(model=model, args=config, train_dataset=attach_transform(split, transform))
     return trainer.get_train_dataloader(), lambda batch: trainer._pixels(batch)
 
 

@@ -60,8 +60,7 @@ def test_input_pipeline_benchmark(tmp_path):
     lines, ratio = _bench("input_pipeline.py", "--levers", "--json", str(tmp_path / "pipeline.json"))
     computed = json.loads((tmp_path / "pipeline.json").read_text())
     loaders = {"dive_hf", "timm", "torchvision", "dive_hf −uint8", "dive_hf −reduced_decoding",
-               "dive_hf −simd_resize", "dive_hf −tensor_decode", "dive_hf −hwc_collate",
-               "dive_hf −persistent_workers",
+               "dive_hf −simd_resize", "dive_hf −tensor_decode", "dive_hf −persistent_workers",
                "dive_hf, all off (before)"}
     assert set(computed["rates"]) == set(computed["cpu_ms_per_image"]) == loaders
     assert all(v > 0 for values in computed["rates"].values() for v in values)

@@ -250,31 +250,6 @@ def test_uint8_transforms_normalised_by_the_trainer_equal_the_float_ones(tmp_pat
         normalise(torch.zeros(3, 4, 4, dtype=torch.uint8))
 
 
-def test_uint8_images_are_stacked_without_a_transposition_and_laid_out_by_the_normaliser(tmp_path):
-    """collate_images: the batch default_data_collator makes, but stacked in the images' HWC memory order (no
-    transposition in the workers); the normaliser then gives the model contiguous NCHW, or channels-last if asked."""
-    from transformers import default_data_collator
-
-    from dive_hf.data.pixels import collate_images
-
-    timm_transform = create_transform(64, is_training=True, use_prefetcher=True)
-    photo = Image.open(_coordinate_jpeg(tmp_path / "photo.jpg")).convert("RGB")
-    features = [{"pixel_values": timm_transform(photo), "labels": k % 3} for k in range(5)]
-    assert not features[0]["pixel_values"].is_contiguous()  # timm's MaybePILToTensor: a CHW view of HWC pixels
-    ours, reference = collate_images(features), default_data_collator(features)
-    assert set(ours) == set(reference) and torch.equal(ours["labels"], reference["labels"])
-    assert torch.equal(ours["pixel_values"], reference["pixel_values"])
-    assert ours["pixel_values"].is_contiguous(memory_format=torch.channels_last)
-    normalise = UInt8Normalizer((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
-    expected = normalise(reference["pixel_values"])
-    for channels_last in (False, True):
-        got = normalise(ours["pixel_values"], channels_last=channels_last)
-        assert torch.equal(got, expected)
-        assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    floats = [{"pixel_values": f["pixel_values"].float(), "labels": f["labels"]} for f in features]
-    assert collate_images(floats)["pixel_values"].is_contiguous()  # anything else: default_data_collator's batch
-
-
 def test_the_trainer_evaluates_uint8_batches_as_float_ones(tmp_path, tiny_data):
     from conftest import stage_kwargs
 

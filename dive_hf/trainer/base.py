@@ -9,7 +9,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from ..config import BalancedSoftmaxConfig
 from ..data.device_images import DeviceImages
-from ..data.pixels import UInt8Normalizer, collate_images
+from ..data.pixels import UInt8Normalizer
 from ..losses import balanced_softmax_cross_entropy_from_prior, log_prior
 from ..nonfinite import NonFiniteWatch
 from ..preemption import GracefulStop
@@ -55,8 +55,6 @@ class BalancedSoftmaxTrainer(Trainer):
         # Kept to write per-class accuracy and its plot next to the checkpoint (None for a user's own metric).
         kwargs["compute_metrics"], self.long_tail_metrics = default_metrics(kwargs.get("compute_metrics"),
                                                                             self.class_counts, args)
-        if kwargs.get("data_collator") is None:  # uint8 images stacked without a transposition (pixels.py)
-            kwargs["data_collator"] = collate_images
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         self._seeded_train = (loaders.attach_epoch_augmentation(self, train_dataset) if train_dataset is not None
                               else None)
@@ -126,7 +124,7 @@ class BalancedSoftmaxTrainer(Trainer):
         if pixels.dtype == torch.uint8:
             if self._uint8_normalizer is None:
                 self._uint8_normalizer = UInt8Normalizer.for_model(self.accelerator.unwrap_model(self.model))
-            pixels = self._uint8_normalizer(pixels, channels_last=self.args.channels_last)
+            pixels = self._uint8_normalizer(pixels)
             if self.is_deepspeed_enabled:  # as Trainer._prepare_input casts float inputs: DeepSpeed has no autocast
                 pixels = pixels.to(self.accelerator.state.deepspeed_plugin.hf_ds_config.dtype())
             inputs["pixel_values"] = pixels
