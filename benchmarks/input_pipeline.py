@@ -17,6 +17,8 @@ dive_hf with that lever alone off.
 
     python benchmarks/input_pipeline.py                         # ImageNet-like, 2 workers, batch 64
     python benchmarks/input_pipeline.py --kind inat             # iNat-like (800 px longest side)
+    python benchmarks/input_pipeline.py --kind photo --num_images 256   # camera photos (2400 px)
+    python benchmarks/input_pipeline.py --grain 32              # ImageNet's entropy (~0.55 bytes/px)
     python benchmarks/input_pipeline.py --smoke                 # seconds, for the tests
 
 The last line is ``ratio: X.XX`` (dive_hf / timm, median over repeats of the per-repeat ratios).
@@ -38,7 +40,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-LEVERS = ("uint8", "reduced_decoding", "simd_resize", "tensor_decode", "persistent_workers")  # dive_hf_loader's switches (see --levers)
+# dive_hf_loader's switches (see --levers)
+LEVERS = ("uint8", "reduced_decoding", "simd_resize", "tensor_decode", "persistent_workers")
 # (low, high) side range — see make_images; "photo": camera-sized photos as many custom data sets keep them
 KINDS = {"imagenet": (300, 500), "inat": (500, 800), "photo": (1600, 2400)}
 
@@ -263,7 +266,8 @@ def run(args) -> dict:
     ratios = [d / t for d, t in zip(rates["dive_hf"], rates["timm"])]
     levers = {name: statistics.median(d / v for d, v in zip(rates["dive_hf"], rates[name]))
               for name in rates if name.startswith("dive_hf ")}
-    return {"kind": args.kind, "bytes_per_pixel": density, "batch_size": args.batch_size, "workers": args.workers, "repeats": args.repeats,
+    return {"kind": args.kind, "bytes_per_pixel": density, "batch_size": args.batch_size, "workers": args.workers,
+            "repeats": args.repeats,
             "rates": rates, "cpu_ms_per_image": cpu, "stage_ms_per_image": costs,
             "cpu_ratio": statistics.median(t / d for d, t in zip(cpu["dive_hf"], cpu["timm"])),
             "dive_hf_over_variant": levers, "ratio_vs_torchvision":
@@ -274,8 +278,11 @@ def run(args) -> dict:
 def bytes_per_pixel(list_file: Path, image_root: Path, limit: int = 200) -> float:
     """Mean file bytes per pixel of (the first ``limit``) listed images: how much of the decode is entropy decoding."""
     paths = [image_root / line.rsplit(maxsplit=1)[0] for line in list_file.read_text().splitlines() if line.strip()]
-    sizes = [(p.stat().st_size, Image.open(p).size) for p in paths[:limit]]
-    return sum(n for n, _ in sizes) / sum(w * h for _, (w, h) in sizes)
+    pixels = size = 0
+    for path in paths[:limit]:
+        with Image.open(path) as image:
+            pixels, size = pixels + image.size[0] * image.size[1], size + path.stat().st_size
+    return size / pixels
 
 
 def _link_as_folders(list_file: Path, image_root: Path, folder: Path) -> None:
