@@ -187,34 +187,92 @@ def test_simd_resize_matches_pils_resize(interpolation):
     assert torch.equal(got, timm_nearest(image))
 
 
-def test_torchvisions_decoder_gives_pils_pixels(tmp_path):
-    """tensor_decode (torchvision's libjpeg-turbo into a tensor) against PIL's decoder, crop by crop, on a textured
-    photo (baseline 4:2:0 and progressive 4:4:4); a grey and a CMYK JPEG are left to PIL (torchvision would convert
-    CMYK its own way)."""
+def _photo_jpegs(tmp_path):
     rng = np.random.default_rng(1)
     photo = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).resize((640, 480), Image.BICUBIC)
     photo.save(tmp_path / "photo.jpg", quality=90)
     photo.save(tmp_path / "progressive.jpg", quality=90, progressive=True, subsampling=0)
     photo.convert("L").save(tmp_path / "grey.jpg", quality=90)
     photo.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
-    timm_transform = create_transform(224, is_training=True, interpolation="bicubic", use_prefetcher=True)
-    by_torchvision = reduce_transform(timm_transform, reduced_decoding=False)
-    by_pil = reduce_transform(timm_transform, reduced_decoding=False, tensor_decode=False)
-    decoded = []
+    return tmp_path
+
+
+@pytest.mark.parametrize("reduced_decoding", [True, False])
+def test_torchvisions_decoder_gives_pils_pixels(tmp_path, monkeypatch, reduced_decoding):
+    """tensor_decode (torchvision's libjpeg-turbo into a tensor) against PIL's decoder, crop by crop, on a textured
+    photo (baseline 4:2:0 and progressive 4:4:4); grey and CMYK JPEGs — undecoded when they reach it with reduced
+    decoding on — are left to PIL (torchvision would convert CMYK its own way)."""
     from dive_hf.data import jpeg_crop
 
-    decode = jpeg_crop._decode_jpeg
-    jpeg_crop._decode_jpeg = lambda image: decoded.append(decode(image) is not None) or decode(image)
-    try:
-        for name in ("photo.jpg", "progressive.jpg", "grey.jpg", "cmyk.jpg"):
-            for seed in range(8):
-                _seeded(seed)
-                got = by_torchvision(_lazy(tmp_path / name))
-                _seeded(seed)
-                assert torch.equal(got, by_pil(_lazy(tmp_path / name))), (name, seed)
-    finally:
-        jpeg_crop._decode_jpeg = decode
-    assert decoded[:16] == [True] * 16 and not any(decoded[16:])  # torchvision decoded the RGB photos, only them
+    folder = _photo_jpegs(tmp_path)
+    timm_transform = create_transform(224, is_training=True, interpolation="bicubic", use_prefetcher=True)
+    by_torchvision = reduce_transform(timm_transform, reduced_decoding=reduced_decoding)
+    by_pil = reduce_transform(timm_transform, reduced_decoding=reduced_decoding, tensor_decode=False)
+    took, decode = [], jpeg_crop._decode_jpeg
+    monkeypatch.setattr(jpeg_crop, "_decode_jpeg", lambda image: took.append(decode(image)) or took[-1])
+    by_file = {}
+    for name in ("photo.jpg", "progressive.jpg", "grey.jpg", "cmyk.jpg"):
+        del took[:]
+        for seed in range(8):
+            _seeded(seed)
+            got = by_torchvision(_lazy(folder / name))
+            _seeded(seed)
+            assert torch.equal(got, by_pil(_lazy(folder / name))), (name, seed)
+        by_file[name] = [pixels is not None for pixels in took]
+    for name in ("photo.jpg", "progressive.jpg"):  # every full-size decode (a reduced crop is PIL's: no call)
+        assert all(by_file[name]) and len(by_file[name]) >= 4
+    assert not any(by_file["grey.jpg"] + by_file["cmyk.jpg"])
+    assert not reduced_decoding or by_file["grey.jpg"]  # reached the decoder undecoded, and declined
+
+
+def test_tensor_decoding_falls_back_to_pil(tmp_path, monkeypatch):
+    """torchvision's decoders are deprecated (0.29): no warning escapes, and once they are gone PIL decodes; a
+    truncated JPEG is PIL's to judge, so ImageFile.LOAD_TRUNCATED_IMAGES is honoured as timm honours it."""
+    import warnings
+
+    import torchvision.io
+    from PIL import ImageFile
+
+    folder = _photo_jpegs(tmp_path)
+    timm_transform = create_transform(224, is_training=True, interpolation="bicubic", use_prefetcher=True)
+    ours = reduce_transform(timm_transform, reduced_decoding=False)
+    _seeded(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected = ours(_lazy(folder / "photo.jpg"))
+    monkeypatch.delattr(torchvision.io, "decode_jpeg")  # a torchvision without it
+    _seeded(0)
+    assert torch.equal(ours(_lazy(folder / "photo.jpg")), expected)
+    monkeypatch.undo()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((folder / "photo.jpg").read_bytes()[:-4000])
+    with pytest.raises(OSError, match="truncated"):
+        ours(_lazy(truncated))
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for transform in (ours, timm_transform):
+        _seeded(0)
+        assert transform(_lazy(truncated)).shape == (3, 224, 224)
+
+
+def test_tiny_and_non_square_crops_as_timm(tmp_path):
+    """A 1×1 image can draw an empty crop (timm answers with a black image, so do we); a non-square output size
+    is (height, width) as timm's."""
+    Image.new("RGB", (1, 1), (200, 30, 90)).save(tmp_path / "dot.jpg", quality=95)
+    timm_square = create_transform(224, is_training=True, interpolation="bicubic", use_prefetcher=True)
+    timm_wide = create_transform((160, 224), is_training=True, color_jitter=0, interpolation="bicubic",
+                                 use_prefetcher=True)
+    photo = _coordinate_jpeg(tmp_path / "photo.jpg")
+    for timm_transform, file in ((timm_square, tmp_path / "dot.jpg"), (timm_wide, photo)):
+        ours = reduce_transform(timm_transform)
+        for seed in range(12):
+            _seeded(seed)
+            expected = timm_transform(Image.open(file).convert("RGB"))
+            _seeded(seed)
+            got = ours(_lazy(file))
+            assert got.shape == expected.shape
+            downscale = min(_geometry(expected, *Image.open(file).size)[2:4]) / 224 if file == photo else 1
+            if downscale < 1.9:  # a full-size decode (a reduced one is a sub-pixel shift away)
+                assert _close_to(got, expected), (file.name, seed)
 
 
 @pytest.mark.parametrize("reduced_decoding", [True, False])

@@ -13,14 +13,15 @@ decoded, or carry an EXIF rotation are decoded at full size (rotated as ``datase
 
 The resize itself — PIL's bicubic on a ~400-px crop is a third of the per-image cost, more than the decode — goes
 through ``torch.nn.functional.interpolate(..., antialias=True)`` on the ``uint8`` channels-last crop: torch's
-port of PIL's separable filters with AVX2/AVX-512 kernels, ~5× faster, pixels within 3 levels of PIL's (mean
-< 0.05). A JPEG decoded at full size for it is decoded by torchvision's libjpeg-turbo straight into that tensor:
+port of PIL's separable filters with AVX2/AVX-512 kernels: the kernel ~5× faster than PIL's, ~3× with the copies
+in and out; pixels within 3 levels of PIL's (mean < 0.05) for a full-size decode (after a reduced one, see below). A JPEG decoded at full size for it is decoded by torchvision's libjpeg-turbo straight into that tensor:
 PIL's pixels, ~30 % faster than PIL's decoder. The flip and colour jitter that follow are timm's, on PIL images.
 """
 from __future__ import annotations
 
 import io
 import random
+import warnings
 
 import PIL.Image
 import torch
@@ -40,9 +41,10 @@ class ReducedDecodeRandomResizedCrop:
     Args:
         reduced_decoding: decode JPEGs at 1/2, 1/4 or 1/8 size when the crop allows it (above).
         simd_resize: resize bilinear/bicubic crops with torch's vectorised ``uint8`` antialiased kernel, a port of
-            PIL's filters (same support and coefficients; ≤ 3 levels from PIL's pixels, mean < 0.05) at ~1/5 of
-            PIL's cost. With a reduced decode the crop's edges fall on the reduced image's pixel grid (within half
-            an output pixel of timm's box). Off: PIL's resize, timm's exact pixels for a full-size decode.
+            PIL's filters (same support and coefficients; ≤ 3 levels from PIL's pixels, mean < 0.05) at ~1/3 of
+            PIL's cost. With a reduced decode the crop's edges fall on the reduced image's pixel grid: within half
+            an output pixel of timm's box — a sub-pixel shift, so on fine texture the pixels differ by more than
+            the rounding. Off: PIL's resize, timm's exact pixels for a full-size decode.
         tensor_decode: with ``simd_resize``, a JPEG decoded at full size is decoded by torchvision's libjpeg-turbo
             straight into a ``uint8`` tensor — the same pixels as PIL's decoder, ~30 % faster (PIL unpacks into
             4-byte pixels, then copies them out again).
@@ -64,6 +66,8 @@ class ReducedDecodeRandomResizedCrop:
         if isinstance(interpolation, (tuple, list)):  # timm's "random" interpolation, drawn after the crop as timm
             interpolation = random.choice(interpolation)
         out_h, out_w = self.crop.size
+        if w == 0 or h == 0:  # an image of a few pixels can draw an empty crop: timm's answer (a black image)
+            return F.resized_crop(_rgb(image), i, j, h, w, [out_h, out_w], interpolation)
         scale = _reduce(image, (w, h), (out_w, out_h)) if reducible else 1
         box = (j / scale, i / scale, (j + w) / scale, (i + h) / scale)
         if self.simd_resize and interpolation in SIMD_MODES:
@@ -90,12 +94,17 @@ def _decode_jpeg(image: PIL.Image.Image) -> torch.Tensor | None:
     if getattr(image, "format", None) != "JPEG" or not image.tile or image.mode != "RGB" \
             or not isinstance(source, io.BytesIO):
         return None
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    try:
-        return decode_jpeg(torch.frombuffer(bytearray(source.getbuffer()), dtype=torch.uint8), ImageReadMode.RGB)
-    except RuntimeError as e:  # "decode_jpeg, <source file>:<line>, Image is incomplete or truncated"
-        raise OSError(str(e).rsplit(", ", 1)[-1]) from e
+    try:  # deprecated since torchvision 0.29 (for TorchCodec): once it is gone, PIL decodes
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # that deprecation, on every call
+        try:
+            return decode_jpeg(torch.frombuffer(bytearray(source.getbuffer()), dtype=torch.uint8),
+                               ImageReadMode.RGB)
+        except RuntimeError:  # truncated or corrupt: PIL decodes it as timm would — raising its own error, or
+            return None       # decoding what it can under ImageFile.LOAD_TRUNCATED_IMAGES
 
 
 def _as_tensor(image: PIL.Image.Image) -> torch.Tensor:
