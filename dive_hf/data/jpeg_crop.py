@@ -47,7 +47,8 @@ class ReducedDecodeRandomResizedCrop:
             the rounding. Off: PIL's resize, timm's exact pixels for a full-size decode.
         tensor_decode: with ``simd_resize``, a JPEG decoded at full size is decoded by torchvision's libjpeg-turbo
             straight into a ``uint8`` tensor — the same pixels as PIL's decoder, ~30 % faster (PIL unpacks into
-            4-byte pixels, then copies them out again).
+            4-byte pixels, then copies them out again). PIL decodes a file torchvision rejects (truncated, corrupt)
+            and every file once torchvision's deprecated decoder is gone.
     """
 
     def __init__(self, crop: RandomResizedCropAndInterpolation, reduced_decoding: bool = True,
