@@ -13,9 +13,11 @@ decoded, or carry an EXIF rotation are decoded at full size (rotated as ``datase
 
 The resize itself — PIL's bicubic on a ~400-px crop is a third of the per-image cost, more than the decode — goes
 through ``torch.nn.functional.interpolate(..., antialias=True)`` on the ``uint8`` channels-last crop: torch's
-port of PIL's separable filters with AVX2/AVX-512 kernels: the kernel ~5× faster than PIL's, ~3× with the copies
-in and out; pixels within 3 levels of PIL's (mean < 0.05) for a full-size decode (after a reduced one, see below). A JPEG decoded at full size for it is decoded by torchvision's libjpeg-turbo straight into that tensor:
-PIL's pixels, ~30 % faster than PIL's decoder. The flip and colour jitter that follow are timm's, on PIL images.
+port of PIL's separable filters with AVX2/AVX-512 kernels, the kernel ~5× faster than PIL's, ~3× with the copies
+in and out; pixels within 3 levels of PIL's (mean < 0.05) for a full-size decode (after a reduced one, see
+:class:`ReducedDecodeRandomResizedCrop`). A JPEG decoded at full size for it is decoded by torchvision's
+libjpeg-turbo straight into that tensor: PIL's pixels, ~30 % faster than PIL's decoder. The flip and colour jitter
+that follow are timm's, on PIL images.
 """
 from __future__ import annotations
 
