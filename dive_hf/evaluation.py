@@ -15,7 +15,7 @@ import numpy as np
 from .data.long_tail import check_same_classes, shot_groups
 from .data.long_tail import class_counts as split_class_counts
 from .data.sources import DataArguments, load_splits
-from .names import PER_CLASS_PLOT_NAME
+from .names import PER_CLASS_PLOT_NAME, default_output_dir, model_folder_name
 from .report import write_eval_report
 
 __all__ = ["EvaluateArguments", "InferenceArguments", "PER_CLASS_PLOT_NAME", "iter_logits", "predict_logits", "resolve_device",
@@ -131,7 +131,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     if len(evaluation) == 0:
         raise ValueError("empty evaluation set: no images to score")
     data = attach_transform(evaluation, model_transform(model, train=False), args.image_column, label_column)
-    output_dir = Path(args.output_dir or Path("outputs/eval") / Path(args.model.rstrip("/")).name)
+    output_dir = Path(args.output_dir or default_output_dir("eval", args.model))
     config = prediction_config(output_dir, args.batch_size, args.device, args.num_workers, args.bf16,
                                many_shot_threshold=many, few_shot_threshold=few)
     trainer = BalancedSoftmaxTrainer(model=model, args=config, class_counts=counts, compute_metrics=_no_metrics)
@@ -143,7 +143,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
                args.eval_split), "eval_fingerprint": evaluation._fingerprint, "eval_size": len(evaluation)}
     if trainer.is_world_process_zero():
         write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names)
-    table = format_results({Path(args.model.rstrip("/")).name: metrics}, counts, shot_groups(counts, many, few),
+    table = format_results({model_folder_name(args.model): metrics}, counts, shot_groups(counts, many, few),
                            many, few, title=f"{args.model} on {dataset['name'] or 'the evaluation split'} "
                                             f"({len(evaluation):,} images; class counts from the {source})")
     return {"metrics": metrics, "table": table, "output_dir": str(output_dir)}

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "EVAL_RESULTS_NAME", "PER_CLASS_PLOT_NAME", "RUN_LOG_NAME",
     "TRAINING_ARGS_NAME", "TRAINING_CURVES_NAME", "TRAINER_STATE_NAME", "VIRTUAL_EXAMPLES_NAME", "HUB_FILES",
-    "REQUIRED_HUB_FILES", "file_sha256",
+    "REQUIRED_HUB_FILES", "default_output_dir", "file_sha256", "model_folder_name",
 ]
 
 CONFIG_NAME = "config.json"  # timm's save_for_hf config, with label_names and the dive block
@@ -41,3 +42,13 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def model_folder_name(model: str) -> str:
+    """The last part of a stage folder or Hub id (``me/dive-resnext50`` → ``dive-resnext50``)."""
+    return Path(model.rstrip("/")).name
+
+
+def default_output_dir(kind: str, model: str) -> Path:
+    """Where a command writes about ``model`` when not told: ``outputs/<kind>/<model's folder name>``."""
+    return Path("outputs") / kind / model_folder_name(model)

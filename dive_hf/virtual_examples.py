@@ -17,6 +17,7 @@ import numpy as np
 
 from .data.long_tail import shot_groups
 from .evaluation import InferenceArguments
+from .names import default_output_dir
 
 __all__ = ["VirtualExamplesArguments", "format_virtual_examples", "run_virtual_examples", "teacher_report",
            "virtual_example_distribution", "write_virtual_examples"]
@@ -162,6 +163,5 @@ def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     many, few = args.thresholds(config.get("dive") or {})
     report = teacher_report(teacher, train, args.temperatures, args.powers, many, few, args.batch_size, args.device,
                             args.num_workers, label_column, args.image_column)
-    paths = write_virtual_examples(report, args.output_dir
-                                   or Path("outputs/virtual_examples") / Path(args.teacher.rstrip("/")).name)
+    paths = write_virtual_examples(report, args.output_dir or default_output_dir("virtual_examples", args.teacher))
     return {"report": report, "table": format_virtual_examples(report), "paths": [str(p) for p in paths]}

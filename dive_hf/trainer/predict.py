@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import BalancedSoftmaxConfig
 from ..hub import load_stage_model
+from ..names import default_output_dir
 
 __all__ = ["for_checkpoint", "prediction_config"]
 
@@ -36,7 +37,7 @@ def for_checkpoint(cls, name_or_path: str, args: BalancedSoftmaxConfig | None = 
         raise ValueError(f"{name_or_path} records no training class counts (no 'dive' block in config.json): give "
                          f"class_counts=[images per class of the training set]")
     if args is None:
-        args = prediction_config(Path("outputs/predict") / Path(name_or_path.rstrip("/")).name,
+        args = prediction_config(default_output_dir("predict", name_or_path),
                                  many_shot_threshold=dive.get("many_shot_threshold", 100),
                                  few_shot_threshold=dive.get("few_shot_threshold", 20))
     trainer = cls(model=model, args=args, class_counts=counts, **kwargs)
