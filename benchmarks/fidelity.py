@@ -64,6 +64,19 @@ def train_seed(args, seed: int) -> None:
     print(f"\nseed {seed}\n{results['table']}\n", flush=True)
 
 
+def paired_stats(rows: dict, references: dict, key: str) -> dict | None:
+    """Paired difference ``rows[s][key] − references[s][key]`` over the seeds both have, in points: values, mean,
+    the half-width of the 95 % t-interval and the interval (``None`` with one seed or none)."""
+    diffs = [100 * (m[key] - references[s][key]) for s, m in rows.items()
+             if m and references.get(s) and m[key] is not None and references[s][key] is not None]
+    if not diffs:
+        return None
+    mean = statistics.fmean(diffs)
+    half = t_quantile(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+    return {"values": diffs, "mean": mean, "ci95": half,
+            "interval": [mean - half, mean + half] if half is not None else None}
+
+
 def _row_names(grid: list[str]) -> list[tuple[str, str]]:
     from dive_hf.stage_plan import parse_sweep, student_folder_name
 
@@ -103,17 +116,10 @@ def summarise(out: Path, grid: list[str], seeds: list[int]) -> dict:
             row["metrics"][short] = {"values": values, "mean": statistics.fmean(values) if values else None,
                                      "std": statistics.stdev(values) if len(values) > 1 else None}
             if name not in ("baseline", "teacher"):
-                diffs = []
-                for s, m in done.items():
-                    teacher = _metrics(out / f"seed{s}" / "teacher")
-                    if teacher and teacher[key] is not None and m[key] is not None:
-                        diffs.append(100 * (m[key] - teacher[key]))
-                if diffs:
-                    mean = statistics.fmean(diffs)
-                    half = (t_quantile(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-                            if len(diffs) > 1 else None)
-                    row["paired"][short] = {"values": diffs, "mean": mean, "ci95": half,
-                                            "interval": [mean - half, mean + half] if half is not None else None}
+                teachers = {s: _metrics(out / f"seed{s}" / "teacher") for s in done}
+                stats = paired_stats(done, teachers, key)
+                if stats:
+                    row["paired"][short] = stats
         if name not in ("baseline", "teacher"):
             flat = [f for s in done if (f := _flatness(out / f"seed{s}" / name)) is not None]
             row["virtual_flatness"] = statistics.fmean(flat) if flat else None

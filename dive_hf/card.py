@@ -16,7 +16,7 @@ from .names import (CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NA
                     VIRTUAL_EXAMPLES_NAME)
 from .report import percent
 
-__all__ = ["CITATION", "default_repo_id", "render_model_card", "render_release_card", "results_table",
+__all__ = ["CITATION", "default_repo_id", "describe_initial_weights", "render_model_card", "render_release_card", "results_table",
            "write_folder_card"]
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -102,8 +102,31 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         many_threshold=dive.get("many_shot_threshold"), few_threshold=dive.get("few_shot_threshold"),
         group_sizes=groups, repo_id=repo_id, training=training, citation=CITATION, per_class_plot=per_class_plot,
         curves_plot=curves_plot, virtual_plot=virtual_plot,
+        initial_weights=_initial_weights_line(dive.get("initial_weights")),
     )
     return str(card)
+
+
+def _initial_weights_line(record: dict | None) -> str | None:
+    """The card's "Initial weights" line for a fine-tuned checkpoint (``None``: trained from scratch or unknown)."""
+    if not record or record.get("source") == "random":
+        return None
+    return describe_initial_weights(record)
+
+
+def describe_initial_weights(record: dict | None) -> str:
+    """One line for logs and cards: ``timm resnet50.a1_in1k (sha256 1a2b3c4d5e6f…); head new: 1000 → 20 classes``."""
+    if not record:
+        return "not recorded"
+    if record.get("source") == "random":
+        return "random (trained from scratch)"
+    if record.get("source") == "module":
+        return record.get("note", "a module given to the trainer")
+    sha = f" (sha256 {record['sha256'][:12]}…)" if record.get("sha256") else ""
+    kind = {"timm": "timm's pretrained", "file": "file", "folder": "folder", "hf-hub": "Hub repo"}.get(
+        record.get("source"), record.get("source"))
+    head = f"; head {record['head']}" if record.get("head") else ""
+    return f"{kind} {record.get('name_or_path')}{sha}{head}"
 
 
 def default_repo_id(folder: str | Path) -> str:

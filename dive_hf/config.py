@@ -57,6 +57,21 @@ class BalancedSoftmaxConfig(TrainingArguments):
             Train and evaluate a model created from an architecture name at this square resolution (the default is
             the architecture's own, e.g. 224 for `resnet18`, 32 for `resnet32_cifar`); written into the saved
             `pretrained_cfg`, so every loader uses it.
+        pretrained (`bool`, defaults to `False`):
+            Start a model created from an architecture name from timm's pretrained weights for it (a name with a
+            tag, e.g. `resnet50.a1_in1k`, picks those weights), from the Hub or its local cache (timm's
+            `--pretrained`). The classifier gets a new head when the class count differs.
+        pretrained_path (`str`, *optional*):
+            Start from these weights instead (timm's `--pretrained-path`): a `.safetensors` file, a timm / dive_hf
+            model folder, `local-dir:FOLDER` or `hf-hub:user/repo`; loaded by timm, with the source's mean/std/input
+            size. Where the weights came from (and their sha256) is recorded in `config.json`, the run log and the card.
+        layer_decay (`float`, *optional*):
+            Layer-wise learning-rate decay (timm's `--layer-decay`): the lr of a layer `k` groups below the head is
+            multiplied by `layer_decay ** k` (timm's `param_groups_layer_decay`, over the model's `group_matcher`).
+            Usual for fine-tuning pretrained backbones (e.g. 0.65–0.8 for ViTs).
+        classifier_lr (`float`, *optional*):
+            Learning rate of the classifier (timm's `get_classifier()`) when it differs from `learning_rate`, e.g. a
+            new head at 0.1 on a pretrained backbone at 0.001 (OLTR's Places-LT recipe). Follows the same schedule.
         channels_last (`bool`, defaults to `False`):
             Train (and run the teacher) in the channels-last memory format — faster convolutions under bf16/fp16.
         seeded_augmentation (`bool`, defaults to `True`):
@@ -99,6 +114,18 @@ class BalancedSoftmaxConfig(TrainingArguments):
     image_size: int | None = field(default=None, metadata={
         "help": "Train and evaluate at this square resolution (any timm architecture; e.g. 64 for a 64-px ResNet-18); "
                 "default: the architecture's own input size. Recorded in the checkpoint's pretrained_cfg."})
+    pretrained: bool = field(default=False, metadata={
+        "help": "Start from timm's pretrained weights for the architecture (or tag, e.g. resnet50.a1_in1k), from the "
+                "Hub or its cache; a new head when the class count differs."})
+    pretrained_path: str | None = field(default=None, metadata={
+        "help": "Start from these weights: a .safetensors file, a timm/dive_hf model folder, local-dir:FOLDER or "
+                "hf-hub:user/repo (recorded, with its sha256, in config.json, the run log and the card)."})
+    layer_decay: float | None = field(default=None, metadata={
+        "help": "Layer-wise lr decay in (0, 1]: a layer k groups below the head trains at lr × layer_decay^k "
+                "(timm's param_groups_layer_decay)."})
+    classifier_lr: float | None = field(default=None, metadata={
+        "help": "Learning rate of the classifier (head) when it differs from learning_rate, e.g. 0.1 for a new head "
+                "on a backbone fine-tuned at 0.001; same schedule."})
     channels_last: bool = field(default=False, metadata={
         "help": "Channels-last memory format for the model, the teacher and the batches."})
     seeded_augmentation: bool = field(default=True, metadata={
@@ -162,6 +189,10 @@ class BalancedSoftmaxConfig(TrainingArguments):
                              f"schedule) with warmup_epochs={self.warmup_epochs}")
         if self.warmup_epochs and self.warmup_steps:
             raise ValueError(f"give warmup_epochs={self.warmup_epochs} or warmup_steps={self.warmup_steps}, not both")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got layer_decay={self.layer_decay!r}")
+        if self.classifier_lr is not None and not 0 < self.classifier_lr < float("inf"):
+            raise ValueError(f"classifier_lr must be > 0 and finite, got classifier_lr={self.classifier_lr!r}")
         if self.image_size is not None and self.image_size < 8:
             raise ValueError(f"image_size={self.image_size}: must be at least 8 px")
         if self.few_shot_threshold < 0 or self.many_shot_threshold < 0:

@@ -23,7 +23,7 @@ from .runner import describe_effective_batch, device_split, resolve_batch, run_r
 
 __all__ = ["RecipeArguments", "RecipeParser", "run_recipe", "recipe_main"]
 
-STAGES = ("baseline", "teacher", "student", "all")
+STAGES = ("baseline", "teacher", "student_bsce", "student", "all")
 
 
 @dataclass
@@ -32,8 +32,10 @@ class RecipeArguments:
 
     stage: list[str] = field(default_factory=lambda: ["all"], metadata={
         "help": "What to train: teacher (stage 1, Balanced Softmax), student (stage 2, DiVE, from "
-                "--teacher_model_name_or_path or OUTPUT_DIR/teacher), all (= teacher student) and/or baseline (plain "
-                "cross-entropy, same recipe: the paper's CE row), e.g. --stage baseline all.", "choices": list(STAGES),
+                "--teacher_model_name_or_path or OUTPUT_DIR/teacher), all (= teacher student), baseline (plain "
+                "cross-entropy, same recipe: the paper's CE row) and/or student_bsce (the student's --arch trained "
+                "with Balanced Softmax alone: what distillation adds when --teacher_arch differs), e.g. --stage "
+                "baseline all.", "choices": list(STAGES),
         "nargs": "+"})
     sweep: list[str] | None = field(default=None, metadata={
         "help": "Students to distil, each 'τ,p' or 'τ,p,τ_s' (e.g. --sweep 3,0.5 2,0.5 6,1): each trains into its "
@@ -44,7 +46,20 @@ class RecipeArguments:
                 "beside the first."})
     overwrite: bool = field(default=False, metadata={
         "help": "Replace complete or unfinished stage folders of this launch (never done without it)."})
-    arch: str = field(default="resnet32_cifar", metadata={"help": "Any timm architecture (teacher and student)."})
+    arch: str = field(default="resnet32_cifar", metadata={
+        "help": "Any timm architecture (the student, the baseline and, without --teacher_arch, the teacher); "
+                "local-dir:FOLDER or hf-hub:ID loads that model's weights (as --pretrained_path)."})
+    teacher_arch: str | None = field(default=None, metadata={
+        "help": "The teacher's timm architecture when it differs from the student's (e.g. a large teacher for a "
+                "small student); default: --arch."})
+    teacher_pretrained: bool | None = field(default=None, metadata={
+        "help": "Start the teacher from timm's pretrained weights (default: as --pretrained)."})
+    teacher_pretrained_path: str | None = field(default=None, metadata={
+        "help": "The teacher's initial weights (.safetensors, model folder, local-dir: or hf-hub:); default: "
+                "--pretrained_path when the teacher has the student's architecture."})
+    teacher_image_size: int | None = field(default=None, metadata={
+        "help": "The teacher's input size (default: --image_size for the student's architecture, else the "
+                "teacher architecture's own)."})
     global_batch_size: int | None = field(default=None, metadata={
         "help": "Training batch over all processes and accumulation steps; sets per_device_train_batch_size = "
                 "global / (processes × gradient_accumulation_steps), so 1 or N GPUs train alike (an explicit "
@@ -76,15 +91,17 @@ class RecipeArguments:
             if stage not in STAGES:
                 raise ValueError(f"stage={stage!r}: choose from {', '.join(STAGES)}")
         if self.student_dir is not None and (not self.student_dir or Path(self.student_dir).name != self.student_dir
-                                             or self.student_dir in (".", "..", "teacher", "baseline")):
-            raise ValueError(f"--student_dir {self.student_dir!r}: a plain folder name other than teacher/baseline, "
+                                             or self.student_dir in (".", "..", "teacher", "baseline", "student_bsce")):
+            raise ValueError(f"--student_dir {self.student_dir!r}: a plain folder name other than teacher/baseline/student_bsce, "
                              f"e.g. student_t6_p1")
+        if self.teacher_image_size is not None and self.teacher_image_size < 8:
+            raise ValueError(f"--teacher_image_size {self.teacher_image_size}: must be at least 8 px")
 
     @property
     def stages(self) -> tuple[str, ...]:
         """The stages to train, in order (``all`` = teacher, student)."""
         wanted = {s for stage in self.stage for s in (("teacher", "student") if stage == "all" else (stage,))}
-        return tuple(s for s in ("baseline", "teacher", "student") if s in wanted)
+        return tuple(s for s in ("baseline", "teacher", "student_bsce", "student") if s in wanted)
 
 
 def _coerce(action: argparse.Action, value, source: str):

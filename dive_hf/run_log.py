@@ -151,6 +151,14 @@ def training_summary(trainer) -> dict:
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python"),
         "git commit": git_commit() or "not a git checkout",
     }
+    if getattr(trainer, "initial_weights", None):
+        from .card import describe_initial_weights
+
+        summary["initial weights"] = describe_initial_weights(trainer.initial_weights)
+    if getattr(args, "layer_decay", None):
+        summary["layer-wise lr decay"] = args.layer_decay
+    if getattr(args, "classifier_lr", None) is not None:
+        summary["classifier learning rate"] = args.classifier_lr
     if getattr(trainer, "resume_changes", None):
         summary["changed at resume"] = "; ".join(trainer.resume_changes)
     if trainer._stage == "student":
@@ -183,6 +191,10 @@ def run_log(trainer, extra: dict | None = None, status: str = "running", error: 
         "versions": dict(package_versions()),
         "git_commit": git_commit(),
         "global_step": trainer.state.global_step,
+        "initial_weights": getattr(trainer, "initial_weights", None),
+        **({"layer_decay": args.layer_decay, "classifier_lr": args.classifier_lr,
+            "optimizer_groups": trainer.optimizer_groups}
+           if getattr(args, "layer_decay", None) or getattr(args, "classifier_lr", None) is not None else {}),
         **({"changed_at_resume": trainer.resume_changes} if getattr(trainer, "resume_changes", None) else {}),
         "config": args.to_dict(),
         **(extra or {}),

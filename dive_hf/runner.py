@@ -22,6 +22,7 @@ from .lock import output_lock
 from .presets import split_global_batch
 from .resume import read_json_object
 from .run_log import describe_batch
+from .stage_models import SplitsByPreprocessing, check_model_specs, model_spec
 from .stage_plan import StagePlan, folder_state, parse_sweep, plan_stages, student_folder_name
 
 __all__ = ["run_recipe", "resolve_batch", "describe_effective_batch", "stage_config", "device_split",
@@ -76,10 +77,12 @@ def student_settings(recipe, training: dict) -> list[tuple[float, float, float |
 
 
 def _config_for(plan: StagePlan, training: dict, recipe, teacher: str):
+    model = model_spec(recipe, training, plan.kind).config_values()  # the teacher's own --teacher_* values
     if plan.kind != "student":
-        return stage_config(BalancedSoftmaxConfig, training, recipe, plan.kind, plan.folder)
+        return stage_config(BalancedSoftmaxConfig, training, recipe, plan.kind, plan.folder, **model)
     return stage_config(DiVEConfig, training, recipe, "student", plan.folder, teacher_model_name_or_path=teacher,
-                        temperature=plan.temperature, power=plan.power, student_temperature=plan.student_temperature)
+                        temperature=plan.temperature, power=plan.power, student_temperature=plan.student_temperature,
+                        **model)
 
 
 def device_split(split, model, augment: bool, image_column: str, label_column: str, seed: int):
@@ -138,6 +141,7 @@ def run_recipe(recipe, data: DataArguments, training: dict, log=print) -> dict:
                else training.get("teacher_model_name_or_path") or str(output_dir / "teacher"))
     plans = plan_stages(stages, output_dir, students, teacher, training.get("resume_from_checkpoint"),
                         recipe.overwrite)
+    check_model_specs(recipe, training, stages)  # architectures and initial weights, before any loading
     for plan in plans:  # every flag of every stage is validated here, before any data or model is loaded
         _config_for(plan, training, recipe, teacher)
     if training.get("load_best_model_at_end") and not (data.val_list or data.val_split):
@@ -163,8 +167,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
 
     from .data.long_tail import class_counts, shot_groups
     from .data.transforms import attach_transform, model_transform
-    from .models import create_timm_model
     from .report import format_results
+    from .trainer.arguments import prepare_model
     from .trainer import BalancedSoftmaxTrainer, CrossEntropyTrainer, DiVETrainer
     from .virtual_examples import format_virtual_examples, teacher_report, write_virtual_examples
 
@@ -172,7 +176,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     if train_raw is None:
         raise ValueError("the recipe needs a training split: --dataset, --train_list or --inat_train_json")
     label_column, image_column = data.split_label_column, data.split_image_column
-    probe = create_timm_model(recipe.arch, train_raw.features[label_column].num_classes, training.get("image_size"))
+    label_names = train_raw.features[label_column].names
 
     def prepare(split, model, augment: bool):
         """The split as the model takes it: on the device (--device_data) or transformed on the fly."""
@@ -180,20 +184,18 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
             return device_split(split, model, augment, image_column, label_column, training.get("seed", 42))
         return attach_transform(split, model_transform(model, train=augment, uint8=True), image_column, label_column)
 
-    train = prepare(train_raw, probe, recipe.train_augmentation)
-    test = prepare(eval_raw, probe, False) if eval_raw is not None else None
-    val_raw = load_val_split(data, train_raw.features[label_column].names)
-    val = prepare(val_raw, probe, False) if val_raw is not None else None
-    del probe
-    steps_per_epoch = math.ceil(math.ceil(len(train) / (batch["per_device"] * batch["world_size"]))
+    val_raw = load_val_split(data, label_names)
+    splits = SplitsByPreprocessing(prepare, train_raw, eval_raw, val_raw, recipe.train_augmentation)
+    steps_per_epoch = math.ceil(math.ceil(len(train_raw) / (batch["per_device"] * batch["world_size"]))
                                 / batch["accumulation"])
-    periodic = val if val is not None else test  # periodic evaluation (and model selection) on val when given
-    for what, every in (("eval", recipe.eval_every_epochs if periodic is not None else None),
+    has_periodic = val_raw is not None or eval_raw is not None
+    for what, every in (("eval", recipe.eval_every_epochs if has_periodic else None),
                         ("save", recipe.save_every_epochs)):
         if every:
             training.update({f"{what}_strategy": "steps", f"{what}_steps": max(1, round(every * steps_per_epoch))})
     run_config = {"recipe": vars(recipe), "data": vars(data), "batch": batch}
-    trainers = {"baseline": CrossEntropyTrainer, "teacher": BalancedSoftmaxTrainer, "student": DiVETrainer}
+    trainers = {"baseline": CrossEntropyTrainer, "teacher": BalancedSoftmaxTrainer,
+                "student_bsce": BalancedSoftmaxTrainer, "student": DiVETrainer}
 
     results, report = {}, None
     for plan in plans:
@@ -220,13 +222,18 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                 plan.folder.rename(replaced)
                 say(f"{plan.name}: --overwrite: replacing {plan.folder} (the old one waits in {replaced} until the "
                     f"new one is complete)")
-        model = recipe.arch
         if plan.action == "evaluate":  # trained earlier; only its evaluation is missing
             from .hub import load_stage_model
 
-            model = load_stage_model(str(plan.folder))[0]
+            model, config = load_stage_model(str(plan.folder))
+            model.dive_initial_weights = (config.get("dive") or {}).get("initial_weights")
+        else:  # the stage's architecture and initial weights (seeded as the trainer would)
+            model = prepare_model(model_spec(recipe, training, plan.kind).arch, args, len(label_names), label_names)
+        train, test, val = splits.for_model(model)
+        periodic = val if val is not None else test  # periodic evaluation (and model selection) on val when given
         trainer = trainers[plan.kind](model=model, args=args, train_dataset=train, eval_dataset=periodic,
                                       label_column=label_column, run_config=run_config)
+        del model
         if plan.kind == "student" and recipe.virtual_examples and main_process and plan.action != "evaluate":
             if report is None:  # the teacher's logits once, for every (τ, p) of the launch
                 taus = sorted({p.temperature for p in plans if p.kind == "student"})
@@ -259,15 +266,33 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     counts = class_counts(train_raw, label_column)
     groups = shot_groups(counts, args.many_shot_threshold, args.few_shot_threshold)
     students = [p for p in plans if p.kind == "student"]
-    title = (f"{recipe.arch} on {data.dataset or data.train_list or data.inat_train_json}"
+    teacher_model, student_model = (_model_label(model_spec(recipe, training, kind)) for kind in ("teacher", "student"))
+    two_models = teacher_model != student_model
+    models = f"{teacher_model} teacher → {student_model}" if two_models else student_model
+    title = (f"{models} on {data.dataset or data.train_list or data.inat_train_json}"
              + (f", τ={students[0].temperature:g} p={students[0].power:g} α={training.get('alpha', 0.5):g}"
                 if len(students) == 1 else "")
-             + (f"; evaluated on {len(test):,} images" if test is not None else "; no evaluation split"))
-    results["table"] = format_results({p.label: results[p.name] for p in plans}, counts, groups,
+             + (f"; evaluated on {len(eval_raw):,} images" if eval_raw is not None else "; no evaluation split"))
+
+    def row(plan: StagePlan) -> str:  # which model a row is, when the teacher is another one
+        if not two_models:
+            return plan.label
+        model = teacher_model if plan.kind == "teacher" else student_model
+        return f"{plan.label[:-1]}, {model})" if plan.label.endswith(")") else f"{plan.label} ({model})"
+
+    results["table"] = format_results({row(p): results[p.name] for p in plans}, counts, groups,
                                       args.many_shot_threshold, args.few_shot_threshold, title)
     if report is not None:
         results["table"] += "\n\n" + format_virtual_examples(report)
     return results
+
+
+def _model_label(spec) -> str:
+    """``resnet20_cifar``, ``resnet50 (224 px, pretrained)``: a stage's model as the table names it."""
+    notes = [f"{spec.image_size} px"] if spec.image_size else []
+    if spec.pretrained or spec.pretrained_path or spec.arch.startswith(("local-dir:", "hf-hub:")):
+        notes.append("pretrained")
+    return spec.arch + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _check_recorded_student(plan: StagePlan) -> None:

@@ -1,7 +1,7 @@
 """What a recipe launch will write, decided before any data or model is loaded.
 
-A launch trains some of the stages ``baseline`` (plain CE), ``teacher`` (Balanced Softmax) and one or more DiVE
-students (one per (τ, p, τ_s) of a sweep), each into its own folder under ``--output_dir``. Before any work this
+A launch trains some of the stages ``baseline`` (plain CE), ``teacher`` (Balanced Softmax), ``student_bsce`` (the
+student's architecture with Balanced Softmax alone) and one or more DiVE students (one per (τ, p, τ_s) of a sweep), each into its own folder under ``--output_dir``. Before any work this
 module checks that the plan cannot lose or mix work:
 
 - a student never writes into its teacher's folder (or a folder that contains it);
@@ -20,12 +20,12 @@ from .run_log import RUN_LOG_NAME
 
 __all__ = ["StagePlan", "parse_sweep", "student_folder_name", "plan_stages", "folder_state", "check_teacher_safe"]
 
-STAGE_ORDER = ("baseline", "teacher", "student")
+STAGE_ORDER = ("baseline", "teacher", "student_bsce", "student")
 
 
 @dataclass
 class StagePlan:
-    """One folder a launch writes: ``kind`` is baseline/teacher/student; ``action`` is ``train`` (afresh),
+    """One folder a launch writes: ``kind`` is baseline/teacher/student_bsce/student; ``action`` is ``train`` (afresh),
     ``resume`` (from ``checkpoint``), ``evaluate`` (training finished, evaluation pending) or ``skip`` (complete)."""
 
     name: str
@@ -44,6 +44,8 @@ class StagePlan:
             return "baseline (CE)"
         if self.kind == "teacher":
             return "teacher (BSCE)"
+        if self.kind == "student_bsce":
+            return "BSCE alone"
         if self.name == "student":
             return "student (DiVE)"
         tau_s = self.student_temperature

@@ -13,7 +13,7 @@ from ..data.long_tail import class_counts as dataset_class_counts
 from ..data.long_tail import label_names as dataset_label_names
 from ..losses import log_prior
 from ..metrics import LongTailMetrics
-from ..models import create_timm_model
+from ..initial_weights import create_stage_model
 
 __all__ = ["check_arguments", "check_writable", "class_info", "dataset_info", "default_metrics", "prepare_model"]
 
@@ -55,15 +55,22 @@ def class_info(source, class_counts, label_column: str) -> tuple[list[int], list
     return class_counts, names
 
 
-def prepare_model(model, args, num_classes: int) -> torch.nn.Module:
-    """The timm model to train: ``model`` itself, or a new one of that architecture name (seeded); checked to have
+def prepare_model(model, args, num_classes: int, label_names: list[str] | None = None) -> torch.nn.Module:
+    """The timm model to train: ``model`` itself, or a new one of that architecture name (seeded), initialised as
+    ``args.pretrained`` / ``args.pretrained_path`` say (:func:`dive_hf.models.create_stage_model`); checked to have
     ``num_classes`` outputs, in channels-last format when ``args.channels_last``."""
     if isinstance(model, PreTrainedModel):
         raise TypeError(f"model is a transformers {type(model).__name__}; pass the timm model itself (for a "
                         f"TimmWrapper: model.timm_model) or a timm architecture name")
     if isinstance(model, str):
         set_seed(args.seed)  # Trainer seeds only after __init__; the initial weights must be reproducible too
-        model = create_timm_model(model, num_classes, args.image_size)
+        model = create_stage_model(model, num_classes, args.image_size, args.pretrained, args.pretrained_path,
+                                   label_names)
+    elif (args.pretrained or args.pretrained_path) and getattr(model, "dive_initial_weights", None) is None:
+        # (a module made by create_stage_model, e.g. by the recipe runner, already holds its initial weights)
+        raise ValueError("pretrained / pretrained_path initialise a model created from an architecture name; this "
+                         "trainer was given a module: load its weights yourself (timm.create_model(name, "
+                         "pretrained=True)) or pass the name")
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise ValueError(f"model has {model.num_classes} outputs but the training set has {num_classes} classes")
     if args.channels_last:

@@ -11,6 +11,7 @@ from ..config import BalancedSoftmaxConfig
 from ..data.device_images import DeviceImages
 from ..data.pixels import UInt8Normalizer
 from ..losses import balanced_softmax_cross_entropy_from_prior, log_prior
+from ..initial_weights import initial_weights_of
 from ..nonfinite import NonFiniteWatch
 from ..preemption import GracefulStop
 from . import loaders, optim, outputs, predict, resume_checks, run
@@ -49,7 +50,9 @@ class BalancedSoftmaxTrainer(Trainer):
         check_arguments(type(self).__name__, args, train_dataset, kwargs, class_counts)
         source = getattr(train_dataset, "source", train_dataset)  # DeviceImages wraps a datasets split
         self.class_counts, self.class_names = class_info(source, class_counts, label_column)
-        model = prepare_model(model, args, len(self.class_counts))
+        model = prepare_model(model, args, len(self.class_counts), self.class_names)
+        self.initial_weights = initial_weights_of(model)  # where the weights came from (config.json, card)
+        self.optimizer_groups: list[dict] | None = None  # the optimizer groups of layer_decay / classifier_lr
         self.run_config = run_config
         self.dataset_info = dataset_info(train_dataset, kwargs.get("eval_dataset"))
         # Kept to write per-class accuracy and its plot next to the checkpoint (None for a user's own metric).
@@ -146,6 +149,7 @@ class BalancedSoftmaxTrainer(Trainer):
 
     # ---- optimizer and learning-rate schedule (optim.py: fused kernels; warmup_epochs, multistep) ----------------
     get_optimizer_cls_and_kwargs = staticmethod(optim.optimizer_cls_and_kwargs)
+    create_optimizer = optim.create_optimizer  # args.layer_decay: timm's layer-wise lr groups
     create_scheduler = optim.create_scheduler
 
     def set_initial_training_values(self, args, dataloader):

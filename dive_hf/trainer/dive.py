@@ -92,8 +92,16 @@ class DiVETrainer(BalancedSoftmaxTrainer):
                 "revision": args.teacher_revision,
                 "sha256": self.teacher_sha256,
                 "architecture": self.teacher_config.get("architecture"),
+                "input_size": _input_size(self.teacher_config),
+                "initial_weights": ((self.teacher_config.get("dive") or {}).get("initial_weights")),
             },
         }
+
+
+def _input_size(config: dict) -> list[int] | None:
+    """The teacher's input size ``[C, H, W]``, from its ``pretrained_cfg``."""
+    size = (config.get("pretrained_cfg") or {}).get("input_size")
+    return list(size) if size else None
 
 
 def place_teacher(teacher: torch.nn.Module, student: torch.nn.Module, accelerator, args):

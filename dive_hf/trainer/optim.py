@@ -7,8 +7,8 @@ from transformers import Trainer, get_scheduler
 
 from ..schedules import epochs_to_steps, get_multistep_schedule_with_warmup
 
-__all__ = ["create_scheduler", "epoch_schedule", "fused_optimizer_kwargs", "optimizer_cls_and_kwargs",
-           "uses_epoch_schedule"]
+__all__ = ["create_optimizer", "create_scheduler", "epoch_schedule", "fused_optimizer_kwargs",
+           "fine_tune_groups", "optimizer_cls_and_kwargs", "uses_epoch_schedule"]
 
 
 def optimizer_cls_and_kwargs(args, model=None):
@@ -17,6 +17,63 @@ def optimizer_cls_and_kwargs(args, model=None):
     needs)."""
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
     return cls, fused_optimizer_kwargs(cls, kwargs, args.device.type)
+
+
+def create_optimizer(trainer, model=None):
+    """``Trainer.create_optimizer``, or with ``args.layer_decay`` / ``args.classifier_lr`` the fine-tuning groups of
+    :func:`fine_tune_groups`. transformers' schedules scale every group's initial lr, so the ratios hold all run
+    long. The groups are summarised in ``trainer.optimizer_groups`` (→ ``run_log.json``)."""
+    args = trainer.args
+    if trainer.optimizer is not None or not (args.layer_decay or args.classifier_lr is not None):
+        return Trainer.create_optimizer(trainer, model)
+    opt_model = trainer.model if model is None else model
+    cls, kwargs = (trainer.optimizer_cls_and_kwargs if trainer.optimizer_cls_and_kwargs is not None
+                   else trainer.get_optimizer_cls_and_kwargs(args, opt_model))
+    decay = set(trainer.get_decay_parameter_names(opt_model))
+    groups = fine_tune_groups(opt_model, args.learning_rate, args.weight_decay, args.layer_decay, args.classifier_lr,
+                              decay)
+    trainer.optimizer = cls(groups, **kwargs)
+    trainer.optimizer_groups = [
+        {"lr": g["lr"], "lr_scale": g["lr_scale"], "weight_decay": g["weight_decay"], "tensors": len(g["params"]),
+         **({"classifier": True} if g.get("classifier") else {})} for g in groups]
+    return trainer.optimizer
+
+
+def fine_tune_groups(model, learning_rate: float, weight_decay: float, layer_decay: float | None = None,
+                     classifier_lr: float | None = None, decay_names: set[str] | None = None) -> list[dict]:
+    """Parameter groups with their own ``lr``, lowest first:
+
+    - ``layer_decay``: timm's ``param_groups_layer_decay`` (the model's ``group_matcher``; no weight decay on biases
+      and 1-D tensors), ``lr = learning_rate × lr_scale``;
+    - else transformers' two groups (``decay_names`` get ``weight_decay``, the rest none) at ``learning_rate``;
+    - ``classifier_lr``: the classifier's parameters (timm's ``get_classifier()``) split off at that lr (OLTR's
+      Places-LT recipe: a new head at 0.1 on a pretrained backbone at 0.001).
+    """
+    if layer_decay:
+        from timm.optim import param_groups_layer_decay
+
+        no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+        groups = param_groups_layer_decay(model, weight_decay=weight_decay, no_weight_decay_list=no_decay,
+                                          layer_decay=layer_decay)
+    else:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        groups = [{"params": [p for n, p in named if n in (decay_names or set())], "weight_decay": weight_decay,
+                   "lr_scale": 1.0},
+                  {"params": [p for n, p in named if n not in (decay_names or set())], "weight_decay": 0.0,
+                   "lr_scale": 1.0}]
+    for group in groups:
+        group["lr"] = learning_rate * group["lr_scale"]
+    if classifier_lr is not None:
+        head = {id(p) for p in model.get_classifier().parameters()}
+        split = []
+        for group in groups:
+            own = [p for p in group["params"] if id(p) not in head]
+            mine = [p for p in group["params"] if id(p) in head]
+            split += [{**group, "params": own}] if own else []
+            split += [{**group, "params": mine, "lr": classifier_lr * group["lr_scale"], "classifier": True}
+                      ] if mine else []
+        groups = split
+    return sorted((g for g in groups if g["params"]), key=lambda g: (g["lr"], g["weight_decay"]))
 
 
 def create_scheduler(trainer, num_training_steps: int, optimizer=None):

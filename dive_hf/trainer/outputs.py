@@ -37,6 +37,7 @@ def dive_metadata(trainer) -> dict:
         "few_shot_threshold": args.few_shot_threshold,
         "shot_group_sizes": {k: len(v) for k, v in groups.items()},
         "dataset": trainer.dataset_info,
+        "initial_weights": trainer.initial_weights,
         "hub_model_id": args.hub_model_id if args.push_to_hub else None,
         "training": training_summary(trainer),
         "dive_hf_version": __version__,
