@@ -72,7 +72,10 @@ def resolve_weights_source(arch: str, pretrained: bool = False, pretrained_path:
         pretrained_path, path_flag = arch, arch_flag
         arch = ""
     if not pretrained_path:
-        return WeightsSource("timm", arch, arch, "--pretrained") if pretrained else None
+        if not pretrained:
+            return None
+        _check_timm_weights(arch)
+        return WeightsSource("timm", arch, arch, "--pretrained")
     path = str(pretrained_path)
     if path.startswith("hf-hub:"):
         repo = path.removeprefix("hf-hub:")
@@ -99,6 +102,29 @@ def resolve_weights_source(arch: str, pretrained: bool = False, pretrained_path:
     hint = (f"; for a Hub repo write hf-hub:{path}" if path.count("/") == 1 and not path.startswith((".", "/"))
             else "")
     raise FileNotFoundError(f"{path_flag} {path}: no such file or folder{hint}")
+
+
+def _check_timm_weights(name: str) -> None:
+    """Before any work: timm has weights for ``name``, and offline they are in the Hub cache (else one line)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:  # an unknown name: the model factory says which names are close
+        return
+    if not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise ValueError(f"--pretrained: timm has no pretrained weights for {name}; give --pretrained_path (a "
+                         f".safetensors file, a model folder or hf-hub:ID) instead")
+    if constants.is_offline_mode() and cfg.hf_hub_id and not any(
+            isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str)
+            for f in filter(None, (cfg.hf_hub_filename, "model.safetensors", "open_clip_model.safetensors",
+                                   "pytorch_model.bin"))):
+        raise OSError(_not_cached(name, cfg.hf_hub_id, "HF_HUB_OFFLINE=1"))
+
+
+def _not_cached(name: str, repo: str, why: str) -> str:
+    return (f"--pretrained: timm's weights for {name} ({repo}) are not in the local Hub cache and the Hub cannot be "
+            f"reached ({why}); download them once where it can (hf download {repo}), or give --pretrained_path "
+            f"with a local copy (a .safetensors file or a model folder)")
 
 
 def _base_name(name: str) -> str:
@@ -158,12 +184,8 @@ def _create(arch: str, num_classes: int, image_size: int | None, overlay: dict, 
     except (OSError, HfHubHTTPError) as e:  # not cached and the Hub offline/unreachable (LocalEntryNotFoundError…)
         if source.kind != "timm":
             raise
-        cfg = timm.models.get_pretrained_cfg(arch) or {}
-        repo = getattr(cfg, "hf_hub_id", None) or "its Hub repo"
-        raise OSError(f"--pretrained: timm's weights for {arch} ({repo}) are not in the local Hub cache and the Hub "
-                      f"cannot be reached ({type(e).__name__}); download them once where it can "
-                      f"(hf download {repo}), or give --pretrained_path with a local copy (a .safetensors file or "
-                      f"a model folder)") from None
+        repo = getattr(timm.models.get_pretrained_cfg(arch), "hf_hub_id", None) or "its Hub repo"
+        raise OSError(_not_cached(arch, repo, type(e).__name__)) from None
 
 
 def _first_line(text: str) -> str:

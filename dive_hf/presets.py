@@ -94,5 +94,7 @@ def config_kwargs_from_recipe(config_cls, name: str, output_dir: str, **override
         reference, world, accumulation, hint=f"{name}: ", remedy="; give per_device_train_batch_size")
     kwargs["per_device_train_batch_size"] = per_device
     if reference:
+        if kwargs.get("classifier_lr") is not None and "classifier_lr" not in overrides:  # scaled alike
+            kwargs["classifier_lr"] *= learning_rate / float(kwargs.get("learning_rate", 5e-5))
         kwargs["learning_rate"] = learning_rate
     return kwargs

@@ -53,7 +53,8 @@ class RecipeArguments:
         "help": "The teacher's timm architecture when it differs from the student's (e.g. a large teacher for a "
                 "small student); default: --arch."})
     teacher_pretrained: bool | None = field(default=None, metadata={
-        "help": "Start the teacher from timm's pretrained weights (default: as --pretrained)."})
+        "help": "Start the teacher from timm's pretrained weights (default: as --pretrained).", "nargs": "?",
+        "const": True})
     teacher_pretrained_path: str | None = field(default=None, metadata={
         "help": "The teacher's initial weights (.safetensors, model folder, local-dir: or hf-hub:); default: "
                 "--pretrained_path when the teacher has the student's architecture."})

@@ -37,9 +37,13 @@ def resolve_batch(recipe, training: dict, world_size: int) -> dict:
     training["per_device_train_batch_size"], training["learning_rate"], effective = split_global_batch(
         recipe.global_batch_size, training.get("per_device_train_batch_size", 1), base_lr, recipe.lr_reference_batch,
         world_size, accumulation)
+    scale = training["learning_rate"] / base_lr if base_lr else 1.0
+    if training.get("classifier_lr") is not None:  # the head's lr scales with the batch like the backbone's
+        training["classifier_lr"] = training["classifier_lr"] * scale
     return {"world_size": world_size, "per_device": training["per_device_train_batch_size"],
             "accumulation": accumulation, "effective": effective, "base_lr": base_lr,
-            "learning_rate": training["learning_rate"], "reference": recipe.lr_reference_batch}
+            "learning_rate": training["learning_rate"], "reference": recipe.lr_reference_batch,
+            "classifier_lr": training.get("classifier_lr")}
 
 
 def describe_effective_batch(b: dict) -> str:
@@ -47,6 +51,8 @@ def describe_effective_batch(b: dict) -> str:
             f"; learning rate {b['learning_rate']:g}")
     if b["reference"]:
         line += f" (= {b['base_lr']:g} × {b['effective']}/{b['reference']}, linear scaling)"
+    if b.get("classifier_lr") is not None:
+        line += f"; classifier {b['classifier_lr']:g}"
     return line
 
 
@@ -266,7 +272,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     counts = class_counts(train_raw, label_column)
     groups = shot_groups(counts, args.many_shot_threshold, args.few_shot_threshold)
     students = [p for p in plans if p.kind == "student"]
-    teacher_model, student_model = (_model_label(model_spec(recipe, training, kind)) for kind in ("teacher", "student"))
+    teacher_model, student_model = (model_spec(recipe, training, kind).label() for kind in ("teacher", "student"))
     two_models = teacher_model != student_model
     models = f"{teacher_model} teacher → {student_model}" if two_models else student_model
     title = (f"{models} on {data.dataset or data.train_list or data.inat_train_json}"
@@ -285,14 +291,6 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     if report is not None:
         results["table"] += "\n\n" + format_virtual_examples(report)
     return results
-
-
-def _model_label(spec) -> str:
-    """``resnet20_cifar``, ``resnet50 (224 px, pretrained)``: a stage's model as the table names it."""
-    notes = [f"{spec.image_size} px"] if spec.image_size else []
-    if spec.pretrained or spec.pretrained_path or spec.arch.startswith(("local-dir:", "hf-hub:")):
-        notes.append("pretrained")
-    return spec.arch + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _check_recorded_student(plan: StagePlan) -> None:

@@ -41,7 +41,7 @@ def create_optimizer(trainer, model=None):
 
 def fine_tune_groups(model, learning_rate: float, weight_decay: float, layer_decay: float | None = None,
                      classifier_lr: float | None = None, decay_names: set[str] | None = None) -> list[dict]:
-    """Parameter groups with their own ``lr``, lowest first:
+    """Parameter groups with their own ``lr``, the backbone's highest first, the classifier's last:
 
     - ``layer_decay``: timm's ``param_groups_layer_decay`` (the model's ``group_matcher``; no weight decay on biases
       and 1-D tensors), ``lr = learning_rate × lr_scale``;
@@ -73,7 +73,9 @@ def fine_tune_groups(model, learning_rate: float, weight_decay: float, layer_dec
             split += [{**group, "params": mine, "lr": classifier_lr * group["lr_scale"], "classifier": True}
                       ] if mine else []
         groups = split
-    return sorted((g for g in groups if g["params"]), key=lambda g: (g["lr"], g["weight_decay"]))
+    # The Trainer logs the first group's lr: the backbone's highest (learning_rate itself without layer decay)
+    return sorted((g for g in groups if g["params"]), key=lambda g: (bool(g.get("classifier")), -g["lr"],
+                                                                     -g["weight_decay"]))
 
 
 def create_scheduler(trainer, num_training_steps: int, optimizer=None):
