@@ -161,23 +161,34 @@ def to_markdown(summary: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    recipe_flags = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def harness_parser(doc: str, grid: list[str], epochs: float) -> argparse.ArgumentParser:
+    """The flags every seeded harness here shares (this one and benchmarks/finetune.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="embedded:<preset>, a save_to_disk folder or a Hub id.")
     parser.add_argument("--imbalance_factor", type=float, default=None)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--grid", nargs="+", default=PAPER_GRID, help="'τ,p,τ_s' cells (default: %(default)s).")
-    parser.add_argument("--epochs", type=float, default=12)
+    parser.add_argument("--grid", nargs="+", default=grid, help="'τ,p,τ_s' cells (default: %(default)s).")
+    parser.add_argument("--epochs", type=float, default=epochs)
+    parser.add_argument("--report_only", action="store_true", help="Only aggregate what exists.")
+    return parser
+
+
+def parse_harness_args(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """The harness's own flags, and the recipe flags after ``--`` (as ``args.recipe_flags``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.recipe_flags = argv[split + 1:]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = harness_parser(__doc__, PAPER_GRID, 12)
     parser.add_argument("--many_shot_threshold", type=int, default=None)
     parser.add_argument("--few_shot_threshold", type=int, default=None)
     parser.add_argument("--no_baseline", action="store_true", help="Skip the plain cross-entropy baseline.")
-    parser.add_argument("--report_only", action="store_true", help="Only aggregate the cells that exist.")
-    args = parser.parse_args(argv)
-    args.recipe_flags = recipe_flags
+    args = parse_harness_args(parser, argv)
     out = Path(args.out)
     if not args.report_only:
         for seed in args.seeds:

@@ -9,8 +9,8 @@ run), from backbones pretrained on *another* data set (``--small ARCH=FOLDER``, 
   start (``--arch SMALL --pretrained_path ... --stage baseline all --sweep ...``);
 - ``OUT/compress/seed<s>/``: the large network fine-tuned with Balanced Softmax (``teacher``) and DiVE students of the
   small network distilled from it (``--teacher_arch LARGE --teacher_pretrained_path ... --arch SMALL``). The fair
-  baseline — the small network with Balanced Softmax alone, from the same start and seed — is ``same/seed<s>/teacher``
-  (what ``--stage student_bsce`` trains; the same configuration, so it is not trained twice).
+  baseline — the small network with Balanced Softmax alone, from the same start and seed — is
+  ``same/seed<s>/teacher`` (what ``--stage student_bsce`` trains; the same configuration, so not trained twice).
 
 Reported: mean ± std over seeds per row; paired differences (same seed) student − its teacher and, for compression,
 student − small network alone, with 95 % t-intervals; and how well each teacher fits its own training images
@@ -37,7 +37,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fidelity import METRICS, _cell, _diff, _metrics, paired_stats  # noqa: E402
+from fidelity import (METRICS, _cell, _diff, _metrics, harness_parser, paired_stats,  # noqa: E402
+                      parse_harness_args)
 
 GRID = ["3,0.5,3", "2,0.5,2"]  # the paper's cell and BagofTricks-LT's
 GROUPS = ("many", "medium", "few")
@@ -158,21 +159,10 @@ def _arch_and_path(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    recipe_flags = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, help="embedded:<preset>, a save_to_disk folder or a Hub id.")
-    parser.add_argument("--imbalance_factor", type=float, default=None)
-    parser.add_argument("--out", required=True)
+    parser = harness_parser(__doc__, GRID, 10)
     parser.add_argument("--small", type=_arch_and_path, required=True, help="ARCH=FOLDER: the student's start.")
     parser.add_argument("--large", type=_arch_and_path, required=True, help="ARCH=FOLDER: the large teacher's.")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--grid", nargs="+", default=GRID, help="'τ,p,τ_s' cells (default: %(default)s).")
-    parser.add_argument("--epochs", type=float, default=10)
-    parser.add_argument("--report_only", action="store_true", help="Only aggregate the folders that exist.")
-    args = parser.parse_args(argv)
-    args.recipe_flags = recipe_flags
+    args = parse_harness_args(parser, argv)
     out = Path(args.out)
     if not args.report_only:
         for seed in args.seeds:

@@ -16,8 +16,8 @@ from .names import (CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NA
                     VIRTUAL_EXAMPLES_NAME)
 from .report import percent
 
-__all__ = ["CITATION", "default_repo_id", "describe_initial_weights", "render_model_card", "render_release_card", "results_table",
-           "write_folder_card"]
+__all__ = ["CITATION", "default_repo_id", "describe_initial_weights", "render_model_card", "render_release_card",
+           "results_table", "write_folder_card"]
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 _METRICS = (("accuracy", "Top-1"), ("many_shot_accuracy", "Many-shot top-1"),
@@ -115,7 +115,8 @@ def _initial_weights_line(record: dict | None) -> str | None:
 
 
 def describe_initial_weights(record: dict | None) -> str:
-    """One line for logs and cards: ``timm resnet50.a1_in1k (sha256 1a2b3c4d5e6f…); head new: 1000 → 20 classes``."""
+    """One line for logs and cards, e.g. ``timm's pretrained resnet50.a1_in1k (sha256 1a2b3c4d5e6f…); head new:
+    1000 → 20 classes``."""
     if not record:
         return "not recorded"
     if record.get("source") == "random":

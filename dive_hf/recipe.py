@@ -93,8 +93,8 @@ class RecipeArguments:
                 raise ValueError(f"stage={stage!r}: choose from {', '.join(STAGES)}")
         if self.student_dir is not None and (not self.student_dir or Path(self.student_dir).name != self.student_dir
                                              or self.student_dir in (".", "..", "teacher", "baseline", "student_bsce")):
-            raise ValueError(f"--student_dir {self.student_dir!r}: a plain folder name other than teacher/baseline/student_bsce, "
-                             f"e.g. student_t6_p1")
+            raise ValueError(f"--student_dir {self.student_dir!r}: a plain folder name other than teacher, "
+                             f"baseline or student_bsce, e.g. student_t6_p1")
         if self.teacher_image_size is not None and self.teacher_image_size < 8:
             raise ValueError(f"--teacher_image_size {self.teacher_image_size}: must be at least 8 px")
 

@@ -69,3 +69,36 @@ def test_input_pipeline_benchmark(tmp_path):
     assert computed["ratio"] == pytest.approx(computed["rates"]["dive_hf"][0] / computed["rates"]["timm"][0])
     assert set(computed["stage_ms_per_image"]) and all(v > 0 for v in computed["stage_ms_per_image"].values())
     assert all(any(line.startswith(name) for line in lines) for name in loaders)
+
+
+def test_finetune_harness_pairs_each_student_with_its_teacher_and_the_small_net_alone(tmp_path):
+    """benchmarks/finetune.py --report_only over result folders written here: per row mean ± std, and paired
+    differences (same seed) with a 95 % t-interval — against the student's own teacher and, for a compressed
+    student, against the small network with Balanced Softmax alone (same/seed<s>/teacher)."""
+    import json
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from finetune import summarise, to_markdown
+
+    overall = {("same", "teacher"): [0.70, 0.72, 0.74], ("same", "student_t3_p0.5"): [0.71, 0.74, 0.75],
+               ("compress", "teacher"): [0.80, 0.81, 0.79], ("compress", "student_t3_p0.5"): [0.73, 0.75, 0.78]}
+    for (kind, name), values in overall.items():
+        for seed, value in enumerate(values):
+            folder = tmp_path / kind / f"seed{seed}" / name
+            folder.mkdir(parents=True)
+            metrics = {f"eval_{k}": value for k in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy",
+                                                     "few_shot_accuracy")}
+            (folder / "eval_results.json").write_text(json.dumps({"metrics": metrics}))
+    summary = summarise(tmp_path, ["3,0.5,3"], [0, 1, 2], "r20", "r56")
+    rows = {(r["kind"], r["name"]): r for r in summary["rows"]}
+    assert rows[("same", "baseline")]["seeds_done"] == []
+    small = rows[("same", "student_t3_p0.5")]["paired"]["teacher"]["overall"]
+    assert small["values"] == pytest.approx([1.0, 2.0, 1.0]) and small["mean"] == pytest.approx(4 / 3)
+    half = 4.303 * statistics.stdev([1.0, 2.0, 1.0]) / 3 ** 0.5
+    assert small["interval"] == pytest.approx([4 / 3 - half, 4 / 3 + half])
+    compressed = rows[("compress", "student_t3_p0.5")]["paired"]
+    assert compressed["teacher"]["overall"]["values"] == pytest.approx([-7.0, -6.0, -1.0])
+    assert compressed["r20 alone"]["overall"]["values"] == pytest.approx([3.0, 3.0, 4.0])
+    text = to_markdown(summary, {}, "t")
+    assert "| r20 ← r56, DiVE τ=3 p=0.5 | r20 alone | +3.33 [+1.90, +4.77] ✓ |" in text

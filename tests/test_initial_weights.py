@@ -154,7 +154,9 @@ import json, sys
 import torch
 from dive_hf.initial_weights import create_stage_model
 model = create_stage_model("test_resnet.r160_in1k", 5, image_size=64, pretrained=True)
-print(json.dumps({"record": model.dive_initial_weights,
+hub = create_stage_model("hf-hub:tester/resnet20-backbone", 3)
+print(json.dumps({"record": model.dive_initial_weights, "hub_record": hub.dive_initial_weights,
+                  "hub_conv": hub.conv1.weight.flatten()[:5].tolist(),
                   "conv": model.conv1[0].weight.flatten()[:5].tolist(), "fc": list(model.fc.weight.shape),
                   "size": list(model.pretrained_cfg["input_size"]), "mean": list(model.pretrained_cfg["mean"])}))
 """
@@ -164,9 +166,10 @@ UPLOAD = r"""
 import sys
 from huggingface_hub import HfApi
 api = HfApi(token="hf_test")
-api.create_repo("timm/test_resnet.r160_in1k")
-for name in ("model.safetensors", "config.json"):
-    api.upload_file(path_or_fileobj=f"{sys.argv[1]}/{name}", path_in_repo=name, repo_id="timm/test_resnet.r160_in1k")
+for folder, repo in ((sys.argv[1], "timm/test_resnet.r160_in1k"), (sys.argv[2], "tester/resnet20-backbone")):
+    api.create_repo(repo)
+    for name in ("model.safetensors", "config.json"):
+        api.upload_file(path_or_fileobj=f"{folder}/{name}", path_in_repo=name, repo_id=repo)
 """
 
 
@@ -181,15 +184,16 @@ def _env(home: Path, endpoint: str | None) -> dict:
     return env
 
 
-def test_timm_pretrained_weights_come_from_the_hub_then_its_cache_and_offline_without_it_one_line(hub, tmp_path):
+def test_timm_pretrained_weights_come_from_the_hub_then_its_cache_and_offline_without_it_one_line(hub, tmp_path,
+                                                                                                     source):
     import timm
 
     torch.manual_seed(3)
     weights = timm.create_model("test_resnet.r160_in1k").state_dict()  # "timm's" weights, made here
     safetensors.torch.save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "test_resnet", "num_classes": 1000}))
-    upload = subprocess.run([sys.executable, "-c", UPLOAD, str(tmp_path)], env=_env(tmp_path / "up", hub.endpoint),
-                            capture_output=True, text=True, timeout=300)
+    upload = subprocess.run([sys.executable, "-c", UPLOAD, str(tmp_path), str(source)],
+                            env=_env(tmp_path / "up", hub.endpoint), capture_output=True, text=True, timeout=300)
     assert upload.returncode == 0, upload.stderr[-3000:]
     home = tmp_path / "home"
     for endpoint in (hub.endpoint, None):  # online from the server, then offline from the cache it filled
@@ -202,6 +206,10 @@ def test_timm_pretrained_weights_come_from_the_hub_then_its_cache_and_offline_wi
         assert out["record"]["source"] == "timm" and out["record"]["architecture"] == "test_resnet.r160_in1k"
         assert out["record"]["sha256"] == file_sha256(tmp_path / "model.safetensors")
         assert out["record"]["head"] == "new: 1000 → 5 classes"
+        # --arch hf-hub:ID / --pretrained_path hf-hub:ID: a dive_hf folder on the Hub, its architecture from it
+        assert out["hub_conv"] == _weights(source)["conv1.weight"].flatten()[:5].tolist()
+        assert out["hub_record"]["name_or_path"] == "hf-hub:tester/resnet20-backbone"
+        assert out["hub_record"]["sha256"] == file_sha256(source / "model.safetensors")
     proc = subprocess.run([sys.executable, "-m", "dive_hf.cli", "demo", "--dataset", "embedded:tiny",
                            "--arch", "test_resnet.r160_in1k", "--pretrained", "--output_dir", str(tmp_path / "out")],
                           env=_env(tmp_path / "empty_home", None), capture_output=True, text=True, timeout=300)

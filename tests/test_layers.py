@@ -24,7 +24,8 @@ LAYERS = [
     ("records", ["dive_hf.card", "dive_hf.report", "dive_hf.plots", "dive_hf.curves", "dive_hf.run_log",
                  "dive_hf.resume"]),
     ("hub", ["dive_hf.hub"]),
-    ("stage tools", ["dive_hf.teacher", "dive_hf.stage_plan", "dive_hf.initial_weights", "dive_hf.stage_models"]),
+    ("stage tools", ["dive_hf.teacher", "dive_hf.stage_plan", "dive_hf.initial_weights",
+                     "dive_hf.stage_models"]),
     ("trainer", ["dive_hf.trainer", "dive_hf.evaluation", "dive_hf.virtual_examples"]),
     ("entry points", ["dive_hf", "dive_hf.cli", "dive_hf.runner", "dive_hf.recipe", "dive_hf.quickstart"]),
 ]
