@@ -123,6 +123,8 @@ def describe_initial_weights(record: dict | None) -> str:
         return "random (trained from scratch)"
     if record.get("source") == "module":
         return record.get("note", "a module given to the trainer")
+    if not record.get("name_or_path"):
+        return "not recorded"
     sha = f" (sha256 {record['sha256'][:12]}…)" if record.get("sha256") else ""
     kind = {"timm": "timm's pretrained", "file": "file", "folder": "folder", "hf-hub": "Hub repo"}.get(
         record.get("source"), record.get("source"))

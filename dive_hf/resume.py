@@ -16,7 +16,7 @@ from pathlib import Path
 from .names import RUN_LOG_NAME
 
 __all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings",
-           "read_json_object", "wants_last_checkpoint"]
+           "read_json_object", "wants_last_checkpoint", "weights_identity"]
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -76,12 +76,20 @@ def resume_point(resume: str | bool | None, folder: str | Path, single_stage: bo
 #: Settings that define what is being trained: resuming with another value would mix two runs under one name.
 REFUSED = {"stage": "stage", "loss": "loss", "temperature": "τ (temperature)", "power": "p (power)",
            "alpha": "α (alpha)", "student_temperature": "τ_s (student temperature)",
-           "class_counts": "class counts", "imbalance_factor": "imbalance factor", "seed": "seed"}
+           "class_counts": "class counts", "imbalance_factor": "imbalance factor", "seed": "seed",
+           "initial_weights": "initial weights"}
 #: Settings a user may legitimately change at resume (more epochs, another batch on other hardware): warned, recorded.
 WARNED = {"per_device_train_batch_size": "per-device batch", "gradient_accumulation_steps": "accumulation steps",
           "effective_train_batch_size": "effective batch", "learning_rate": "learning rate",
           "num_train_epochs": "epochs", "weight_decay": "weight decay", "lr_scheduler_type": "lr schedule",
           "train_fingerprint": "training data (fingerprint)"}
+
+
+def weights_identity(record: dict) -> str:
+    """What identifies a stage's initial weights, compared at resume: ``random``, or the source and its sha256."""
+    if record.get("source") in ("random", "module"):
+        return record["source"]
+    return f"{record.get('name_or_path')} (sha256 {str(record.get('sha256'))[:12]})"
 
 
 def _describe(key: str, value) -> str:
@@ -106,6 +114,8 @@ def recorded_settings(checkpoint: str | Path) -> dict:
         settings["effective_train_batch_size"] = log["effective_train_batch_size"]
     if (dive.get("dataset") or {}).get("train_fingerprint"):
         settings["train_fingerprint"] = dive["dataset"]["train_fingerprint"]
+    if dive.get("initial_weights"):
+        settings["initial_weights"] = weights_identity(dive["initial_weights"])
     settings["changed_at_resume"] = list(dive.get("changed_at_resume") or [])
     return settings
 

@@ -232,7 +232,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
             from .hub import load_stage_model
 
             model, config = load_stage_model(str(plan.folder))
-            model.dive_initial_weights = (config.get("dive") or {}).get("initial_weights")
+            model.dive_initial_weights = (config.get("dive") or {}).get("initial_weights") or {
+                "source": "not recorded"}  # a folder trained before dive_hf recorded it
         else:  # the stage's architecture and initial weights (seeded as the trainer would)
             model = prepare_model(model_spec(recipe, training, plan.kind).arch, args, len(label_names), label_names)
         train, test, val = splits.for_model(model)

@@ -193,3 +193,20 @@ def test_places_lt_recipe_fine_tunes_local_weights_on_an_oltr_copy(tmp_path):
         # the global batch 8 scales both learning rates linearly from the recipe's batch 128
         assert {g["lr"] for g in heads} == {0.1 * 8 / 128}
         assert {g["lr"] for g in log["optimizer_groups"]} == {0.001 * 8 / 128, 0.1 * 8 / 128}
+
+
+def test_resuming_with_other_initial_weights_is_refused(backbone, tmp_path, capsys):
+    """A checkpoint started from one backbone cannot be resumed under the record of another."""
+    import shutil
+
+    other = _save_folder(tmp_path / "other", num_classes=7, seed=2)
+    out = tmp_path / "out"
+    flags = [*TINY, "--arch", "resnet20_cifar", "--stage", "teacher", "--max_steps", "4", "--save_steps", "2",
+             "--save_strategy", "steps", "--output_dir", str(out)]
+    code, _, err = _quickstart([*flags, "--pretrained_path", str(backbone)], capsys)
+    assert code == 0, err
+    for name in ("model.safetensors", "run_log.json"):  # back to "only checkpoint-2 exists": an unfinished run
+        (out / "teacher" / name).unlink()
+    shutil.rmtree(out / "teacher" / "checkpoint-4")
+    code, _, err = _quickstart([*flags, "--pretrained_path", str(other), "--resume_from_checkpoint", "last"], capsys)
+    assert code == 2 and "initial weights:" in err and str(other) in err and err.count("\n") == 1

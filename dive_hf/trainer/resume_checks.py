@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ..names import CONFIG_NAME
-from ..resume import changed_settings, last_complete_checkpoint, recorded_settings
+from ..resume import changed_settings, last_complete_checkpoint, recorded_settings, weights_identity
 
 __all__ = ["check_resume", "check_same_teacher", "current_settings", "resolve_checkpoint"]
 
@@ -40,6 +40,8 @@ def current_settings(trainer) -> dict:
         lr_scheduler_type=getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
         effective_train_batch_size=args.per_device_train_batch_size * args.world_size
         * args.gradient_accumulation_steps)
+    if meta.get("initial_weights"):
+        settings["initial_weights"] = weights_identity(meta["initial_weights"])
     if trainer.dataset_info.get("train_fingerprint"):
         settings["train_fingerprint"] = trainer.dataset_info["train_fingerprint"]
     return settings
