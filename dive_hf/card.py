@@ -115,7 +115,7 @@ def _initial_weights_line(record: dict | None) -> str | None:
 
 
 def describe_initial_weights(record: dict | None) -> str:
-    """One line for logs and cards, e.g. ``timm's pretrained resnet50.a1_in1k (sha256 1a2b3c4d5e6f…); head new:
+    """One line for logs and cards, e.g. ``timm's pretrained `resnet50.a1_in1k` (sha256 1a2b3c4d5e6f…); head new:
     1000 → 20 classes``."""
     if not record:
         return "not recorded"
@@ -125,11 +125,13 @@ def describe_initial_weights(record: dict | None) -> str:
         return record.get("note", "a module given to the trainer")
     if not record.get("name_or_path"):
         return "not recorded"
-    sha = f" (sha256 {record['sha256'][:12]}…)" if record.get("sha256") else ""
     kind = {"timm": "timm's pretrained", "file": "file", "folder": "folder", "hf-hub": "Hub repo"}.get(
         record.get("source"), record.get("source"))
+    name = record.get("name_or_path")
+    about = [record["architecture"]] if record.get("architecture") and record.get("architecture") != name else []
+    about += [f"sha256 {record['sha256'][:12]}…"] if record.get("sha256") else []
     head = f"; head {record['head']}" if record.get("head") else ""
-    return f"{kind} {record.get('name_or_path')}{sha}{head}"
+    return f"{kind} `{name}`" + (f" ({', '.join(about)})" if about else "") + head
 
 
 def default_repo_id(folder: str | Path) -> str:

@@ -61,8 +61,8 @@ def test_a_fine_tune_starts_from_the_source_weights_and_records_it(backbone, tmp
         assert record["reinitialised"] == ["fc.weight", "fc.bias"]
     assert config["architecture"] == "resnet20_cifar"
     card = (out / "teacher" / "README.md").read_text()
-    assert (f"- Initial weights: folder {backbone} (sha256 {file_sha256(sha)[:12]}…); head new: 7 → 10 classes"
-            in card)
+    assert (f"- Initial weights: folder `{backbone}` (resnet20_cifar, sha256 {file_sha256(sha)[:12]}…); head new: "
+            f"7 → 10 classes" in card)
     assert "resnet20_cifar (pretrained) on embedded:tiny" in stdout
 
 

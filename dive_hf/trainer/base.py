@@ -149,7 +149,7 @@ class BalancedSoftmaxTrainer(Trainer):
 
     # ---- optimizer and learning-rate schedule (optim.py: fused kernels; warmup_epochs, multistep) ----------------
     get_optimizer_cls_and_kwargs = staticmethod(optim.optimizer_cls_and_kwargs)
-    create_optimizer = optim.create_optimizer  # args.layer_decay: timm's layer-wise lr groups
+    create_optimizer = optim.create_optimizer  # layer_decay (timm's layer groups), classifier_lr
     create_scheduler = optim.create_scheduler
 
     def set_initial_training_values(self, args, dataloader):
