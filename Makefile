@@ -28,7 +28,7 @@ test: $(STAMP)
 FLOOR       := .floor
 FLOOR_TESTS := tests/test_losses.py tests/test_config.py tests/test_split_list.py tests/test_timm_contract.py \
 	tests/test_metrics.py tests/test_data.py tests/test_trainer.py tests/test_evaluation.py \
-	tests/test_virtual_examples.py \
+	tests/test_virtual_examples.py tests/test_initial_weights.py \
 	tests/test_hub.py::test_push_then_load_everywhere \
 	"tests/test_recipes.py::test_recipe_runs_on_a_copy_of_its_data[cifar100_lt]" \
 	tests/test_recipes.py::test_imagenet_lt_recipe_under_accelerate_launch_two_processes

@@ -273,8 +273,9 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     counts = class_counts(train_raw, label_column)
     groups = shot_groups(counts, args.many_shot_threshold, args.few_shot_threshold)
     students = [p for p in plans if p.kind == "student"]
-    teacher_model, student_model = (model_spec(recipe, training, kind).label() for kind in ("teacher", "student"))
-    two_models = teacher_model != student_model
+    specs = {kind: model_spec(recipe, training, kind) for kind in ("teacher", "student")}
+    teacher_model, student_model = specs["teacher"].label(), specs["student"].label()
+    two_models = not specs["teacher"].same_model(specs["student"])
     models = f"{teacher_model} teacher → {student_model}" if two_models else student_model
     title = (f"{models} on {data.dataset or data.train_list or data.inat_train_json}"
              + (f", τ={students[0].temperature:g} p={students[0].power:g} α={training.get('alpha', 0.5):g}"
@@ -284,7 +285,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     def row(plan: StagePlan) -> str:  # which model a row is, when the teacher is another one
         if not two_models:
             return plan.label
-        model = teacher_model if plan.kind == "teacher" else student_model
+        model = specs["teacher" if plan.kind == "teacher" else "student"].label(short=True)
         return f"{plan.label[:-1]}, {model})" if plan.label.endswith(")") else f"{plan.label} ({model})"
 
     results["table"] = format_results({row(p): results[p.name] for p in plans}, counts, groups,

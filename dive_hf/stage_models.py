@@ -29,17 +29,18 @@ class ModelSpec:
         """The stage configuration's fields for this model."""
         return {"image_size": self.image_size, "pretrained": self.pretrained, "pretrained_path": self.pretrained_path}
 
-    def label(self) -> str:
-        """``resnet20_cifar``, ``resnet50 (224 px, pretrained)``: the model as a results table names it (a
-        ``local-dir:`` folder by the architecture it holds)."""
+    def label(self, short: bool = False) -> str:
+        """``resnet20_cifar``, ``resnet50 (160 px, pretrained)``: the model as a results table names it (a
+        ``local-dir:`` folder by the architecture it holds); ``short``: ``resnet50, 160 px`` (for a row)."""
         from .initial_weights import resolve_weights_source
 
         source = resolve_weights_source(self.arch, self.pretrained, self.pretrained_path)
+        arch = source.architecture if source is not None and source.architecture else self.arch
         notes = [f"{self.image_size} px"] if self.image_size else []
-        if source is not None:
-            notes.append("pretrained")
-        return ((source.architecture if source is not None and source.architecture else self.arch)
-                + (f" ({', '.join(notes)})" if notes else ""))
+        if short:
+            return ", ".join([arch, *notes])
+        notes += ["pretrained"] if source is not None else []
+        return arch + (f" ({', '.join(notes)})" if notes else "")
 
     def same_model(self, other: "ModelSpec") -> bool:
         return (self.arch, self.image_size, self.pretrained, self.pretrained_path) == (
