@@ -151,11 +151,7 @@ def training_summary(trainer) -> dict:
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python"),
         "git commit": git_commit() or "not a git checkout",
     }
-    if getattr(trainer, "initial_weights", None):
-        from .card import describe_initial_weights
-
-        summary["initial weights"] = describe_initial_weights(trainer.initial_weights)
-    if getattr(args, "layer_decay", None):
+    if getattr(args, "layer_decay", None):  # (the initial weights have their own line at the card's top)
         summary["layer-wise lr decay"] = args.layer_decay
     if getattr(args, "classifier_lr", None) is not None:
         summary["classifier learning rate"] = args.classifier_lr
