@@ -59,7 +59,8 @@ def _folder_architecture(folder: Path, flag: str) -> str:
 
 
 def resolve_weights_source(arch: str, pretrained: bool = False, pretrained_path: str | None = None,
-                           arch_flag: str = "--arch", path_flag: str = "--pretrained_path") -> WeightsSource | None:
+                           arch_flag: str = "--arch", path_flag: str = "--pretrained_path",
+                           pretrained_flag: str = "--pretrained") -> WeightsSource | None:
     """The source of a stage's initial weights (``None``: random), checked as far as it can be without
     downloading: local paths exist and hold safetensors weights of ``arch``; ``ValueError`` /
     ``FileNotFoundError`` naming the flag otherwise. ``arch`` may itself be ``local-dir:X`` / ``hf-hub:X``: then
@@ -74,8 +75,8 @@ def resolve_weights_source(arch: str, pretrained: bool = False, pretrained_path:
     if not pretrained_path:
         if not pretrained:
             return None
-        _check_timm_weights(arch)
-        return WeightsSource("timm", arch, arch, "--pretrained")
+        _check_timm_weights(arch, pretrained_flag)
+        return WeightsSource("timm", arch, arch, pretrained_flag)
     path = str(pretrained_path)
     if path.startswith("hf-hub:"):
         repo = path.removeprefix("hf-hub:")
@@ -104,7 +105,7 @@ def resolve_weights_source(arch: str, pretrained: bool = False, pretrained_path:
     raise FileNotFoundError(f"{path_flag} {path}: no such file or folder{hint}")
 
 
-def _check_timm_weights(name: str) -> None:
+def _check_timm_weights(name: str, flag: str = "--pretrained") -> None:
     """Before any work: timm has weights for ``name``, and offline they are in the Hub cache (else one line)."""
     from huggingface_hub import constants, try_to_load_from_cache
 
@@ -112,19 +113,19 @@ def _check_timm_weights(name: str) -> None:
     if cfg is None:  # an unknown name: the model factory says which names are close
         return
     if not (cfg.hf_hub_id or cfg.url or cfg.file):
-        raise ValueError(f"--pretrained: timm has no pretrained weights for {name}; give --pretrained_path (a "
-                         f".safetensors file, a model folder or hf-hub:ID) instead")
+        raise ValueError(f"{flag}: timm has no pretrained weights for {name}; give {flag}_path (a .safetensors "
+                         f"file, a model folder or hf-hub:ID) instead")
     if constants.is_offline_mode() and cfg.hf_hub_id and not any(
             isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str)
             for f in filter(None, (cfg.hf_hub_filename, "model.safetensors", "open_clip_model.safetensors",
                                    "pytorch_model.bin"))):
-        raise OSError(_not_cached(name, cfg.hf_hub_id, "HF_HUB_OFFLINE=1"))
+        raise OSError(_not_cached(name, cfg.hf_hub_id, "HF_HUB_OFFLINE=1", flag))
 
 
-def _not_cached(name: str, repo: str, why: str) -> str:
-    return (f"--pretrained: timm's weights for {name} ({repo}) are not in the local Hub cache and the Hub cannot be "
-            f"reached ({why}); download them once where it can (hf download {repo}), or give --pretrained_path "
-            f"with a local copy (a .safetensors file or a model folder)")
+def _not_cached(name: str, repo: str, why: str, flag: str = "--pretrained") -> str:
+    return (f"{flag}: timm's weights for {name} ({repo}) are not in the local Hub cache and the Hub cannot be "
+            f"reached ({why}); download them once where it can (hf download {repo}), or give {flag}_path with a "
+            f"local copy (a .safetensors file or a model folder)")
 
 
 def _base_name(name: str) -> str:
@@ -173,9 +174,9 @@ def _create(arch: str, num_classes: int, image_size: int | None, overlay: dict, 
     except RuntimeError as e:
         text = str(e)
         if "Unknown model" in text:
-                    create_timm_model(arch, num_classes)  # raises the project's "unknown architecture" error
+            create_timm_model(arch, num_classes)  # raises the project's "unknown architecture" error
         if "No pretrained weights exist" in text:
-            raise ValueError(f"--pretrained: timm has no pretrained weights for {arch}; give --pretrained_path (a "
+            raise ValueError(f"{source.flag}: timm has no pretrained weights for {arch}; give {source.flag}_path (a "
                              f".safetensors file, a model folder or hf-hub:ID) instead") from None
         if "state_dict" in text or "size mismatch" in text:
             raise ValueError(f"{source.flag} {source.name} does not hold weights of {arch}: {_first_line(text)}") \
@@ -185,7 +186,7 @@ def _create(arch: str, num_classes: int, image_size: int | None, overlay: dict, 
         if source.kind != "timm":
             raise
         repo = getattr(timm.models.get_pretrained_cfg(arch), "hf_hub_id", None) or "its Hub repo"
-        raise OSError(_not_cached(arch, repo, type(e).__name__)) from None
+        raise OSError(_not_cached(arch, repo, type(e).__name__, source.flag)) from None
 
 
 def _first_line(text: str) -> str:

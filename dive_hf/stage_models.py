@@ -23,7 +23,7 @@ class ModelSpec:
     image_size: int | None = None
     pretrained: bool = False
     pretrained_path: str | None = None
-    flags: tuple[str, str, str] = ("--arch", "--pretrained_path", "--image_size")
+    flags: tuple[str, str, str] = ("--arch", "--pretrained_path", "--pretrained")
 
     def config_values(self) -> dict:
         """The stage configuration's fields for this model."""
@@ -66,7 +66,7 @@ def model_spec(recipe, training: dict, kind: str) -> ModelSpec:
         recipe.teacher_pretrained if recipe.teacher_pretrained is not None else student.pretrained,
         recipe.teacher_pretrained_path if recipe.teacher_pretrained_path is not None
         else None if other_arch else student.pretrained_path,
-        ("--teacher_arch", "--teacher_pretrained_path", "--teacher_image_size"))
+        ("--teacher_arch", "--teacher_pretrained_path", "--teacher_pretrained"))
 
 
 def check_model_specs(recipe, training: dict, stages: tuple[str, ...]) -> dict[str, ModelSpec]:
@@ -81,7 +81,7 @@ def check_model_specs(recipe, training: dict, stages: tuple[str, ...]) -> dict[s
                          f"(--stage {' '.join(stages)}); the student distils from --teacher_model_name_or_path")
     specs = {kind: model_spec(recipe, training, kind) for kind in stages}
     for kind, spec in specs.items():
-        resolve_weights_source(spec.arch, spec.pretrained, spec.pretrained_path, spec.flags[0], spec.flags[1])
+        resolve_weights_source(spec.arch, spec.pretrained, spec.pretrained_path, *spec.flags)
     if "student_bsce" in specs and "teacher" in specs and specs["student_bsce"].same_model(specs["teacher"]):
         raise ValueError("--stage student_bsce trains the student's architecture with Balanced Softmax alone, the "
                          "fair comparison for a smaller student; here it is the teacher's model (same --arch, "

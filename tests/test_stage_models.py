@@ -99,7 +99,8 @@ def test_a_large_teacher_and_a_small_student_in_one_launch(tmp_path, capsys):
      "--teacher_arch configure the teacher (stage 1), which this launch does not train"),
     (["--stage", "teacher", "student_bsce"], "it would train the teacher again"),
     (["--arch", "resnet20_cifar", "--pretrained_path", "me/backbone"], "for a Hub repo write hf-hub:me/backbone"),
-    (["--teacher_arch", "resnet32_cifar", "--teacher_pretrained"], "timm has no pretrained weights for resnet32_cifar"),
+    (["--teacher_arch", "resnet32_cifar", "--teacher_pretrained"],
+     "--teacher_pretrained: timm has no pretrained weights for resnet32_cifar; give --teacher_pretrained_path"),
     (["--layer_decay", "1.5"], "layer_decay must be in (0, 1]"),
 ])
 def test_bad_model_flags_are_one_line_before_any_data(tmp_path, capsys, flags, message):
