@@ -247,7 +247,8 @@ def _from_checkpoint(source: WeightsSource, num_classes: int, image_size: int | 
     keys = check_safetensors(weights)
     from safetensors import safe_open
 
-    probe = timm.create_model(_base_name(arch), pretrained=False, num_classes=num_classes)
+    with torch.device("meta"):  # the tensor names only: no memory, no random numbers drawn
+        probe = timm.create_model(_base_name(arch), pretrained=False, num_classes=num_classes)
     classifier = _classifier_keys(probe)
     with safe_open(str(weights), framework="pt") as f:
         head_shape = f.get_slice(classifier[0]).get_shape() if classifier and classifier[0] in keys else None
@@ -277,7 +278,8 @@ def _finish(model, record: dict, num_classes: int, source_classes, source_labels
     reinitialised = []
     if source_classes != num_classes:
         reinitialised = _classifier_keys(model)
-        record["head"] = f"new: {source_classes} → {num_classes} classes"
+        record["head"] = (f"new: {source_classes} → {num_classes} classes" if source_classes is not None
+                          else f"new: the source has no classifier; {num_classes} classes")
     elif source_labels and label_names and list(source_labels) != list(label_names):
         model.reset_classifier(num_classes)
         reinitialised = _classifier_keys(model)

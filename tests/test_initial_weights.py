@@ -217,3 +217,13 @@ def test_timm_pretrained_weights_come_from_the_hub_then_its_cache_and_offline_wi
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "timm's weights for test_resnet.r160_in1k (timm/test_resnet.r160_in1k) are not in " \
                                "the local Hub cache" in lines[0] and "--pretrained_path" in lines[0]
+
+
+def test_a_headless_backbone_file_gets_a_new_head(source, tmp_path):
+    backbone = {k: v for k, v in _weights(source).items() if not k.startswith("fc.")}
+    path = tmp_path / "backbone.safetensors"
+    safetensors.torch.save_file(backbone, str(path))
+    model = create_stage_model("resnet20_cifar", 5, pretrained_path=str(path))
+    assert _backbone_equal(model, backbone) and model.fc.weight.shape == (5, 64)
+    assert model.dive_initial_weights["head"] == "new: the source has no classifier; 5 classes"
+    assert model.dive_initial_weights["reinitialised"] == ["fc.weight", "fc.bias"]
