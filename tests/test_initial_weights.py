@@ -143,9 +143,14 @@ def test_a_trainer_built_from_a_name_takes_the_configured_weights(source, tiny_s
     assert trainer.dive_metadata()["initial_weights"]["sha256"] == file_sha256(source / "model.safetensors")
     import timm
 
-    with pytest.raises(ValueError, match="given a module"):
+    with pytest.raises(ValueError, match="pretrained_path=.* but this trainer was given a module"):
         BalancedSoftmaxTrainer(model=timm.create_model("resnet20_cifar", num_classes=10), args=args,
                                train_dataset=train)
+    # a module of the user's own with `pretrained` (e.g. the finetune preset) is taken as it is, and recorded so
+    module = timm.create_model("resnet20_cifar", num_classes=10)
+    args = BalancedSoftmaxConfig(**stage_kwargs(tmp_path / "m", pretrained=True))
+    trainer = BalancedSoftmaxTrainer(model=module, args=args, train_dataset=train)
+    assert trainer.model is module and trainer.initial_weights["source"] == "module"
 
 
 # ---- timm's --pretrained, over HTTP from the local Hub test double, then from the cache offline -------------------

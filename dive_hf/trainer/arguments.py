@@ -66,11 +66,12 @@ def prepare_model(model, args, num_classes: int, label_names: list[str] | None =
         set_seed(args.seed)  # Trainer seeds only after __init__; the initial weights must be reproducible too
         model = create_stage_model(model, num_classes, args.image_size, args.pretrained, args.pretrained_path,
                                    label_names)
-    elif (args.pretrained or args.pretrained_path) and getattr(model, "dive_initial_weights", None) is None:
-        # (a module made by create_stage_model, e.g. by the recipe runner, already holds its initial weights)
-        raise ValueError("pretrained / pretrained_path initialise a model created from an architecture name; this "
-                         "trainer was given a module: load its weights yourself (timm.create_model(name, "
-                         "pretrained=True)) or pass the name")
+    elif args.pretrained_path and getattr(model, "dive_initial_weights", None) is None:
+        # (a module made by create_stage_model, e.g. by the recipe runner, already holds its initial weights; a
+        # module with args.pretrained — e.g. the finetune preset — is taken as the user's pretrained model)
+        raise ValueError(f"pretrained_path={args.pretrained_path!r} initialises a model created from an architecture "
+                         f"name, but this trainer was given a module: load the weights into it yourself, or pass "
+                         f"the architecture name")
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise ValueError(f"model has {model.num_classes} outputs but the training set has {num_classes} classes")
     if args.channels_last:
