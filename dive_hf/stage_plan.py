@@ -2,7 +2,8 @@
 
 A launch trains some of the stages ``baseline`` (plain CE), ``teacher`` (Balanced Softmax), ``student_bsce`` (the
 student's architecture with Balanced Softmax alone) and one or more DiVE students (one per (τ, p, τ_s) of a sweep),
-each into its own folder under ``--output_dir``. Before any work this module checks that the plan cannot lose or mix work:
+each into its own folder under ``--output_dir``. Before any work this module checks that the plan cannot lose or
+mix work:
 
 - a student never writes into its teacher's folder (or a folder that contains it);
 - a complete stage folder is never replaced without ``--overwrite`` (with ``--resume_from_checkpoint last`` it is

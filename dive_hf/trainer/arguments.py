@@ -57,8 +57,8 @@ def class_info(source, class_counts, label_column: str) -> tuple[list[int], list
 
 def prepare_model(model, args, num_classes: int, label_names: list[str] | None = None) -> torch.nn.Module:
     """The timm model to train: ``model`` itself, or a new one of that architecture name (seeded), initialised as
-    ``args.pretrained`` / ``args.pretrained_path`` say (:func:`dive_hf.initial_weights.create_stage_model`); checked to have
-    ``num_classes`` outputs, in channels-last format when ``args.channels_last``."""
+    ``args.pretrained`` / ``args.pretrained_path`` say (:func:`dive_hf.initial_weights.create_stage_model`);
+    checked to have ``num_classes`` outputs, in channels-last format when ``args.channels_last``."""
     if isinstance(model, PreTrainedModel):
         raise TypeError(f"model is a transformers {type(model).__name__}; pass the timm model itself (for a "
                         f"TimmWrapper: model.timm_model) or a timm architecture name")
