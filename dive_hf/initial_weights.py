@@ -107,7 +107,7 @@ def resolve_weights_source(arch: str, pretrained: bool = False, pretrained_path:
 
 def _check_timm_weights(name: str, flag: str = "--pretrained") -> None:
     """Before any work: timm has weights for ``name``, and offline they are in the Hub cache (else one line)."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import constants
 
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None:  # an unknown name: the model factory says which names are close
@@ -115,10 +115,7 @@ def _check_timm_weights(name: str, flag: str = "--pretrained") -> None:
     if not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise ValueError(f"{flag}: timm has no pretrained weights for {name}; give {flag}_path (a .safetensors "
                          f"file, a model folder or hf-hub:ID) instead")
-    if constants.is_offline_mode() and cfg.hf_hub_id and not any(
-            isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str)
-            for f in filter(None, (cfg.hf_hub_filename, "model.safetensors", "open_clip_model.safetensors",
-                                   "pytorch_model.bin"))):
+    if constants.is_offline_mode() and cfg.hf_hub_id and _cached_weights_file(cfg.to_dict()) is None:
         raise OSError(_not_cached(name, cfg.hf_hub_id, "HF_HUB_OFFLINE=1", flag))
 
 
@@ -152,29 +149,15 @@ def create_stage_model(arch: str, num_classes: int, image_size: int | None = Non
     return _from_checkpoint(source, num_classes, image_size, label_names)
 
 
-def _image_overlay(image_size: int | None) -> dict:
-    if image_size is None:
-        return {}
-    return {"input_size": (3, image_size, image_size), "test_input_size": None, "fixed_input_size": False}
-
-
 def _create(arch: str, num_classes: int, image_size: int | None, overlay: dict, source: WeightsSource):
-    """``timm.create_model(..., pretrained=True)``; timm's errors turned into one line naming the source."""
+    """:func:`~dive_hf.models.create_timm_model` with ``pretrained=True``; timm's errors turned into one line naming
+    the source."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    kwargs = {"pretrained_cfg_overlay": {**overlay, **_image_overlay(image_size)}}
     try:
-        if image_size is not None:
-            try:
-                return timm.create_model(arch, pretrained=True, num_classes=num_classes, img_size=image_size,
-                                         **kwargs)
-            except TypeError:  # a convolutional net: no img_size argument
-                pass
-        return timm.create_model(arch, pretrained=True, num_classes=num_classes, **kwargs)
+        return create_timm_model(arch, num_classes, image_size, pretrained=True, pretrained_cfg_overlay=overlay)
     except RuntimeError as e:
         text = str(e)
-        if "Unknown model" in text:
-            create_timm_model(arch, num_classes)  # raises the project's "unknown architecture" error
         if "No pretrained weights exist" in text:
             raise ValueError(f"{source.flag}: timm has no pretrained weights for {arch}; give {source.flag}_path (a "
                              f".safetensors file, a model folder or hf-hub:ID) instead") from None
@@ -211,21 +194,26 @@ def _from_timm(source: WeightsSource, num_classes: int, image_size: int | None, 
     return _finish(model, record, num_classes, source_classes, None, label_names)
 
 
-def _cached_sha256(cfg: dict) -> str | None:
-    """sha256 of the weights file timm read from the Hub cache (``None`` when it came another way)."""
+def _cached_weights_file(cfg: dict) -> str | None:
+    """The weights file of a timm ``pretrained_cfg``'s Hub repo in the local Hub cache (``None``: not there, or the
+    weights do not come from the Hub), under the names timm looks for."""
     from huggingface_hub import try_to_load_from_cache
 
-    from .names import file_sha256
-
     repo = cfg.get("hf_hub_id")
-    if not repo:
-        return None
     for filename in filter(None, (cfg.get("hf_hub_filename"), "model.safetensors", "open_clip_model.safetensors",
-                                  "pytorch_model.bin")):
+                                  "pytorch_model.bin")) if repo else ():
         path = try_to_load_from_cache(repo, filename)
         if isinstance(path, str):
-            return file_sha256(path)
+            return path
     return None
+
+
+def _cached_sha256(cfg: dict) -> str | None:
+    """sha256 of the weights file timm read from the Hub cache (``None`` when it came another way)."""
+    from .names import file_sha256
+
+    path = _cached_weights_file(cfg)
+    return file_sha256(path) if path else None
 
 
 def _from_checkpoint(source: WeightsSource, num_classes: int, image_size: int | None,

@@ -10,7 +10,8 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-__all__ = ["RECIPE_CONFIGS", "recipe_names", "recipe_path", "load_recipe", "config_kwargs_from_recipe"]
+__all__ = ["RECIPE_CONFIGS", "recipe_names", "recipe_path", "load_recipe", "config_kwargs_from_recipe",
+           "set_scaled_learning_rate", "split_global_batch"]
 
 RECIPE_CONFIGS = Path(__file__).parent / "recipe_configs"
 
@@ -76,6 +77,16 @@ def split_global_batch(global_batch: int | None, per_device: int, learning_rate:
     return per_device, (learning_rate * effective / reference if reference else learning_rate), effective
 
 
+def set_scaled_learning_rate(values: dict, learning_rate: float, scale_classifier_lr: bool = True) -> None:
+    """Put the batch-scaled ``learning_rate`` into ``values`` (a configuration's keyword arguments) and scale its
+    ``classifier_lr`` by the same factor (the head's lr follows the batch like the backbone's), unless told not
+    to (a value the caller gave explicitly)."""
+    base = float(values.get("learning_rate", 5e-5))
+    if scale_classifier_lr and values.get("classifier_lr") is not None and base:
+        values["classifier_lr"] = values["classifier_lr"] * learning_rate / base
+    values["learning_rate"] = learning_rate
+
+
 def config_kwargs_from_recipe(config_cls, name: str, output_dir: str, **overrides) -> dict:
     """Keyword arguments of ``config_cls`` (a ``BalancedSoftmaxConfig``/``DiVEConfig``) from a recipe, then
     ``overrides``. The recipe's ``global_batch_size`` becomes ``per_device_train_batch_size`` for ``WORLD_SIZE``
@@ -94,7 +105,5 @@ def config_kwargs_from_recipe(config_cls, name: str, output_dir: str, **override
         reference, world, accumulation, hint=f"{name}: ", remedy="; give per_device_train_batch_size")
     kwargs["per_device_train_batch_size"] = per_device
     if reference:
-        if kwargs.get("classifier_lr") is not None and "classifier_lr" not in overrides:  # scaled alike
-            kwargs["classifier_lr"] *= learning_rate / float(kwargs.get("learning_rate", 5e-5))
-        kwargs["learning_rate"] = learning_rate
+        set_scaled_learning_rate(kwargs, learning_rate, scale_classifier_lr="classifier_lr" not in overrides)
     return kwargs

@@ -19,7 +19,7 @@ from .atomic import write_json
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.sources import DataArguments, load_splits, load_val_split
 from .lock import output_lock
-from .presets import split_global_batch
+from .presets import set_scaled_learning_rate, split_global_batch
 from .resume import read_json_object
 from .run_log import describe_batch
 from .stage_models import SplitsByPreprocessing, check_model_specs, model_spec
@@ -34,12 +34,10 @@ def resolve_batch(recipe, training: dict, world_size: int) -> dict:
     """Per-device batch and learning rate for ``world_size`` processes; returns a description of what was done."""
     accumulation = training.get("gradient_accumulation_steps") or 1
     base_lr = training["learning_rate"]
-    training["per_device_train_batch_size"], training["learning_rate"], effective = split_global_batch(
+    training["per_device_train_batch_size"], learning_rate, effective = split_global_batch(
         recipe.global_batch_size, training.get("per_device_train_batch_size", 1), base_lr, recipe.lr_reference_batch,
         world_size, accumulation)
-    scale = training["learning_rate"] / base_lr if base_lr else 1.0
-    if training.get("classifier_lr") is not None:  # the head's lr scales with the batch like the backbone's
-        training["classifier_lr"] = training["classifier_lr"] * scale
+    set_scaled_learning_rate(training, learning_rate)
     return {"world_size": world_size, "per_device": training["per_device_train_batch_size"],
             "accumulation": accumulation, "effective": effective, "base_lr": base_lr,
             "learning_rate": training["learning_rate"], "reference": recipe.lr_reference_batch,
