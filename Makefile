@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
+# The demo replaces its own folders (DEMO_DIR) every time, so it can be run again and again; `make clean` removes
+# them. DEMO_ARGS adds flags, e.g. make demo DEMO_ARGS="--num_train_epochs 12".
+DEMO_DIR  ?= outputs/demo
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(PY) recipes/quickstart.py
+	$(PY) recipes/quickstart.py --overwrite --output_dir $(DEMO_DIR) $(DEMO_ARGS)
+	@$(PY) .ci/demo_table.py $(DEMO_DIR) README.md
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests

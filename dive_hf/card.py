@@ -6,40 +6,82 @@ evaluation says so instead of showing accuracy.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .atomic import write_text
 from .metrics import CITATION
-from .names import (CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINING_CURVES_NAME,
-                    VIRTUAL_EXAMPLES_NAME)
+from .names import (CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, TRAINER_STATE_NAME,
+                    TRAINING_CURVES_NAME, VIRTUAL_EXAMPLES_NAME)
 from .report import percent
 
-__all__ = ["CITATION", "default_repo_id", "describe_initial_weights", "render_model_card", "render_release_card",
+__all__ = ["CITATION", "default_repo_id", "describe_initial_weights", "describe_teacher", "descriptive_name", "project_url", "render_model_card", "render_release_card",
            "results_table", "write_folder_card"]
 
+#: Where dive_hf lives when the installed metadata does not say (kept equal to ``[project.urls]`` in pyproject.toml).
+PROJECT_URL = "https://github.com/dive-hf/dive_hf"
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 _METRICS = (("accuracy", "Top-1"), ("many_shot_accuracy", "Many-shot top-1"),
             ("medium_shot_accuracy", "Medium-shot top-1"), ("few_shot_accuracy", "Few-shot top-1"),
             ("top5_accuracy", "Top-5"))
 
 
-def results_table(metrics: dict, prefix: str = "eval_") -> str:
-    """A Markdown table: overall / many / medium / few top-1 (and top-5), in %."""
+def results_table(metrics: dict, prefix: str = "eval_", teacher: dict | None = None) -> str:
+    """A Markdown table: overall / many / medium / few top-1 (and top-5), in %. With the ``teacher``'s metrics (same
+    split) a student's table has three rows: this model, its teacher, and the gain (student − teacher, points)."""
     cols = [(k, name) for k, name in _METRICS if f"{prefix}{k}" in metrics]
     if not cols:
         return ""
-    head = "| " + " | ".join(name for _, name in cols) + " |"
-    rule = "|" + "---|" * len(cols)
-    row = "| " + " | ".join(percent(metrics[f"{prefix}{k}"]) for k, _ in cols) + " |"
-    return "\n".join([head, rule, row])
+    if teacher is None:
+        return "\n".join(["| " + " | ".join(name for _, name in cols) + " |", "|" + "---|" * len(cols),
+                          "| " + " | ".join(percent(metrics[f"{prefix}{k}"]) for k, _ in cols) + " |"])
+    cols = [(k, name) for k, name in cols if teacher.get(f"{prefix}{k}") is not None or k != "top5_accuracy"]
+
+    def gain(key: str) -> str:
+        s, t = metrics.get(f"{prefix}{key}"), teacher.get(f"{prefix}{key}")
+        return "–" if s is None or t is None else f"{100 * (s - t):+.2f}"
+
+    rows = [["this student"] + [percent(metrics.get(f"{prefix}{k}")) for k, _ in cols],
+            ["its teacher"] + [percent(teacher.get(f"{prefix}{k}")) for k, _ in cols],
+            ["gain (student − teacher)"] + [gain(k) for k, _ in cols]]
+    return "\n".join(["| model | " + " | ".join(name for _, name in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+                     + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def project_url() -> str:
+    """dive_hf's home page, as the installed package's metadata (``[project.urls]`` in pyproject.toml) names it."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("dive-hf").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    found = dict(u.split(", ", 1) for u in urls if ", " in u)
+    return found.get("Repository") or found.get("Homepage") or PROJECT_URL
+
+
+def embedded_data_note(dataset_name: str) -> str | None:
+    """What the embedded demo data is, for a card trained on it (a Hub visitor has never heard of it)."""
+    preset = dataset_name.removeprefix("dive_hf-embedded-").removeprefix("embedded:")
+    if preset == dataset_name:
+        return None
+    from .data.synthetic import EMBEDDED_PRESETS
+
+    about = EMBEDDED_PRESETS.get(preset)
+    size = (f" {about.num_classes} classes in {about.num_families} families of look-alike shapes, "
+            f"{about.train_per_class} training images per class before the long-tail cut, {about.test_per_class} "
+            f"test images per class;") if about else ""
+    return (f"`{dataset_name}` is the small synthetic data set that ships with dive_hf (preset `{preset}`):{size} "
+            f"32×32 images of procedurally drawn shapes, the same on every machine. It exists to demonstrate and "
+            f"test the method in minutes on a CPU; accuracy on it says nothing about natural images.")
 
 
 def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str, dataset_name: str | None = None,
                       license: str = "apache-2.0", per_class_plot: str | None = None, curves_plot: str | None = None,
-                      virtual_plot: str | None = None,
-                      hub_datasets: list[str] | None = None) -> str:
+                      virtual_plot: str | None = None, hub_datasets: list[str] | None = None,
+                      teacher_metrics: dict | None = None, curves_alt: str | None = None) -> str:
     """The model card text.
 
     Args:
@@ -47,6 +89,8 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         metrics: ``eval_*`` metrics of an evaluation that ran (may be empty).
         training: settings shown in the training table.
         repo_id: the Hub repo id used in the loading snippets (and ``model-index``).
+        teacher_metrics: a student's teacher's ``eval_*`` metrics on the same split (a teacher row and the gain).
+        curves_alt: what ``training_curves.png`` shows (its alt text).
     """
     dive = config.get("dive", {})
     stage = dive.get("stage", "teacher")
@@ -55,12 +99,13 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
     if hub_datasets is None and dataset_name.count("/") == 1 and not Path(dataset_name).exists():
         hub_datasets = [dataset_name]  # a Hub dataset id: the card's metadata links it
     split = dataset.get("eval_split") or "evaluation"
+    name = repo_id.split("/")[-1]
     eval_results = [
         EvalResult(task_type="image-classification", task_name="Long-tailed image classification",
                    dataset_type=(hub_datasets or [dataset_name])[0], dataset_name=dataset_name, dataset_split=split,
-                   metric_type="accuracy" if key == "accuracy" else key, metric_name=name,
+                   metric_type="accuracy" if key == "accuracy" else key, metric_name=name_,
                    metric_value=round(100 * metrics[f"eval_{key}"], 2))
-        for key, name in _METRICS if metrics.get(f"eval_{key}") is not None
+        for key, name_ in _METRICS if metrics.get(f"eval_{key}") is not None
     ]
     tags = ["image-classification", "timm", "long-tail", "dive-hf"] + (["balanced-softmax"] if stage != "baseline"
                                                                        else ["cross-entropy-baseline"])
@@ -68,11 +113,8 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
         tags += ["knowledge-distillation", "dive"]
     card_data = ModelCardData(
         library_name="timm", license=license, tags=tags, pipeline_tag="image-classification",
-        model_name=repo_id, eval_results=eval_results or None, datasets=hub_datasets or None,
+        model_name=name, eval_results=eval_results or None, datasets=hub_datasets or None,
     )
-    teacher = dive.get("teacher")
-    teacher_id = (teacher or {}).get("repo_id") or (teacher or {}).get("name_or_path") or ""
-    is_hub_id = teacher_id.count("/") == 1 and not Path(teacher_id).exists()
     groups = dive.get("shot_group_sizes", {"many": "?", "medium": "?", "few": "?"})
     if stage == "student":
         tau_s = dive.get("student_temperature")
@@ -85,26 +127,50 @@ def render_model_card(config: dict, metrics: dict, training: dict, repo_id: str,
                   "compared against.")
     else:
         method = "Balanced Softmax cross-entropy (the log class prior is added to the logits during training only)."
+    stage_title = {"student": "DiVE student", "baseline": "cross-entropy baseline"}.get(
+        stage, "Balanced-Softmax teacher")
     card = ModelCard.from_template(
         card_data, template_path=str(TEMPLATE),
-        model_name=repo_id.split("/")[-1],
-        stage_title={"student": "DiVE student", "baseline": "cross-entropy baseline"}.get(
-            stage, "Balanced-Softmax teacher"),
+        model_name=name,
+        stage_title=stage_title,
         method_sentence=method,
         num_classes=config.get("num_classes"),
         architecture=config.get("architecture"),
         custom_arch=str(config.get("architecture", "")).endswith("_cifar"),
-        dataset_name=dataset_name,
+        dataset_name=dataset_name, dataset_note=embedded_data_note(dataset_name),
         train_size=dataset.get("train_size", sum(dive.get("class_counts", []))),
         imbalance_factor=dive.get("imbalance_factor"),
-        teacher=teacher, teacher_link=f"https://huggingface.co/{teacher_id}" if is_hub_id else None,
-        results_table=results_table(metrics), eval_split=split, eval_size=dataset.get("eval_size", "?"),
+        teacher=describe_teacher(dive.get("teacher")),
+        results_table=results_table(metrics, teacher=teacher_metrics if stage == "student" else None),
+        teacher_compared=bool(teacher_metrics) and stage == "student" and bool(metrics),
+        eval_split=split, eval_size=dataset.get("eval_size", "?"),
         many_threshold=dive.get("many_shot_threshold"), few_threshold=dive.get("few_shot_threshold"),
         group_sizes=groups, repo_id=repo_id, training=training, citation=CITATION, per_class_plot=per_class_plot,
-        curves_plot=curves_plot, virtual_plot=virtual_plot,
+        per_class_alt=(f"Per-class top-1 accuracy of this {stage_title} ({config.get('architecture')}) on the "
+                       f"{split} split, classes sorted by training images (head to tail), many/medium/few-shot "
+                       f"groups shaded, training images per class as a line"),
+        curves_plot=curves_plot, curves_alt=curves_alt or f"Training curves of this {stage_title}",
+        virtual_plot=virtual_plot, project_url=project_url(),
         initial_weights=_initial_weights_line(dive.get("initial_weights")),
     )
     return str(card)
+
+
+def describe_teacher(teacher: dict | None) -> str | None:
+    """The card's teacher line: linked by its Hub repo id when it has one, else named by its architecture (a local
+    folder's path means nothing to a Hub visitor), with input size and sha256."""
+    if not teacher:
+        return None
+    repo = teacher.get("repo_id")
+    if not repo:
+        named = str(teacher.get("name_or_path") or "")
+        repo = named if named.count("/") == 1 and not Path(named).exists() and not named.startswith(".") else None
+    arch = f"`{teacher.get('architecture') or 'unknown architecture'}`" + (
+        f" at {teacher['input_size'][-1]} px" if teacher.get("input_size") else "")
+    sha = f"sha256 `{teacher['sha256'][:12]}…`" if teacher.get("sha256") else None
+    if repo:
+        return f"[{repo}](https://huggingface.co/{repo}) ({', '.join([arch] + ([sha] if sha else []))})"
+    return f"a Balanced-Softmax {arch} trained by dive_hf, not published" + (f" ({sha})" if sha else "")
 
 
 def _initial_weights_line(record: dict | None) -> str | None:
@@ -134,25 +200,46 @@ def describe_initial_weights(record: dict | None) -> str:
     return f"{kind} `{name}`" + (f" ({', '.join(about)})" if about else "") + head
 
 
-def default_repo_id(folder: str | Path) -> str:
-    """The placeholder repo id of the loading snippets before a folder has a Hub id."""
-    return f"<user>/{Path(folder).resolve().name}"
+def default_repo_id(folder: str | Path, config: dict | None = None) -> str:
+    """The placeholder repo id of the loading snippets before a folder has a Hub id: ``<user>/`` and a name that
+    says what the model is (:func:`descriptive_name`), or the folder's name when it has no ``config.json``."""
+    return f"<user>/{descriptive_name(config) if config else Path(folder).resolve().name}"
+
+
+def descriptive_name(config: dict) -> str:
+    """A repo name for a stage folder's model, e.g. ``resnet20_cifar-dive-t3-p0.5-embedded-demo`` or
+    ``resnet50-bsce-teacher-imagenet-lt``: the architecture, what trained it, the data."""
+    dive = config.get("dive") or {}
+    stage = dive.get("stage", "teacher")
+    method = {"teacher": "bsce-teacher", "baseline": "ce-baseline", "student_bsce": "bsce"}.get(stage, "dive")
+    if stage == "student":
+        method += f"-t{dive.get('temperature', '?'):g}-p{dive.get('power', '?'):g}" if all(
+            isinstance(dive.get(k), (int, float)) for k in ("temperature", "power")) else ""
+    data = str((dive.get("dataset") or {}).get("name") or "").removeprefix("dive_hf-")
+    parts = [str(config.get("architecture") or "model"), method] + ([data] if data else [])
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).strip("-.")[:96]
 
 
 def write_folder_card(folder: str | Path, repo_id: str | None = None) -> str:
     """Render ``README.md`` of a stage folder from its own files — ``config.json`` (with the ``dive`` block and its
-    ``training`` summary), ``eval_results.json`` and ``per_class_accuracy.png`` if present — and write it
-    atomically. Returns the text."""
+    ``training`` summary), ``eval_results.json`` (with the teacher's numbers on the same split, for a student),
+    ``trainer_state.json`` and the figures present — and write it atomically. Returns the text."""
+    from .curves import describe_training_curves
+
     folder = Path(folder)
     config = json.loads((folder / CONFIG_NAME).read_text())
     results_path = folder / EVAL_RESULTS_NAME
-    metrics = json.loads(results_path.read_text()).get("metrics", {}) if results_path.is_file() else {}
+    report = json.loads(results_path.read_text()) if results_path.is_file() else {}
     plot = PER_CLASS_PLOT_NAME if (folder / PER_CLASS_PLOT_NAME).is_file() else None
     training = (config.get("dive") or {}).get("training", {})
     curves = TRAINING_CURVES_NAME if (folder / TRAINING_CURVES_NAME).is_file() else None
+    state_path = folder / TRAINER_STATE_NAME
+    history = (json.loads(state_path.read_text()).get("log_history") or []) if curves and state_path.is_file() else []
     virtual = f"{VIRTUAL_EXAMPLES_NAME}.png" if (folder / f"{VIRTUAL_EXAMPLES_NAME}.png").is_file() else None
-    text = render_model_card(config, metrics, training, repo_id or default_repo_id(folder), per_class_plot=plot,
-                             curves_plot=curves, virtual_plot=virtual)
+    text = render_model_card(config, report.get("metrics", {}), training, repo_id or default_repo_id(folder, config),
+                             per_class_plot=plot, curves_plot=curves, virtual_plot=virtual,
+                             teacher_metrics=(report.get("teacher") or {}).get("metrics"),
+                             curves_alt=describe_training_curves(history) if history else None)
     write_text(folder / CARD_NAME, text)
     return text
 
@@ -177,6 +264,7 @@ def render_release_card(source: dict, eval_results: dict | None) -> str:
         if counts and len(counts) != source["num_classes"]:
             raise ValueError(f"eval_results.json has {len(counts)} classes but {source['repo_id']} is declared "
                              f"with {source['num_classes']}: wrong evaluation file?")
+        _check_same_data(source, eval_results)
         many, few = eval_results["many_shot_threshold"], eval_results["few_shot_threshold"]
         dive.update({"class_counts": counts, "many_shot_threshold": many, "few_shot_threshold": few,
                      "imbalance_factor": round(max(counts) / min(counts), 4) if counts else None,
@@ -190,3 +278,23 @@ def render_release_card(source: dict, eval_results: dict | None) -> str:
     hub_id = source["dataset"].get("hub_id")
     return render_model_card(config, metrics, training, source["repo_id"], dataset_name=source["dataset"].get("name"),
                              hub_datasets=[hub_id] if hub_id else None)
+
+
+def _check_same_data(source: dict, eval_results: dict) -> None:
+    """A release card states its data set: refuse an evaluation that records another one (by name: the card's
+    ``name`` or Hub ``hub_id``, or a local copy named like the Hub id's last part), or another imbalance factor."""
+    declared = source["dataset"]
+    hub_id = declared.get("hub_id") or ""
+    accepted = {str(n).lower() for n in (declared.get("name"), hub_id, hub_id.split("/")[-1]) if n}
+    recorded = str((eval_results.get("dataset") or {}).get("name") or "")
+    says = f"{source['repo_id']} is declared on {declared.get('name')}" + (f" ({hub_id})" if hub_id else "")
+    if not recorded:
+        raise ValueError(f"eval_results.json does not record which data set it comes from, so it cannot be checked "
+                         f"against the card: {says}; evaluate with dive-hf evaluate ... --dataset_name {hub_id or 'NAME'}")
+    if recorded.lower() not in accepted and recorded.split("/")[-1].lower() not in accepted:
+        raise ValueError(f"eval_results.json comes from the data set {recorded!r}, but {says}: wrong evaluation "
+                         f"file?")
+    counts, wanted = eval_results.get("class_counts") or [], declared.get("imbalance_factor")
+    if counts and wanted and min(counts) > 0 and abs(max(counts) / min(counts) - float(wanted)) > 0.05 * float(wanted):
+        raise ValueError(f"eval_results.json's training class counts have imbalance factor "
+                         f"{max(counts) / min(counts):.1f}, but {says} at IF {wanted:g}: wrong evaluation file?")

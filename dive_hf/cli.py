@@ -32,7 +32,7 @@ commands:
                      the teacher's virtual-example distribution over its training split for a grid of τ and p
 
 Errors are reported as one line (exit code 2: bad input, 1: run-time failure); --debug (or DIVE_HF_DEBUG=1) adds
-the traceback.
+the traceback. dive-hf --version prints the version.
 """
 
 
@@ -78,6 +78,15 @@ def data(argv: list[str]) -> int:
     from .data.summary import DataSummaryArguments, format_summary, split_summary
 
     args = parse_dataclass_args(DataSummaryArguments, argv, prog="dive-hf data")
+    inputs = {flag: getattr(args, flag) for flag in ("dataset", "train_list", "eval_list", "val_list",
+                                                     "inat_train_json", "inat_val_json")}
+    if args.plot and args.json and Path(args.plot).absolute() == Path(args.json).absolute():
+        raise ValueError(f"--plot and --json both name {args.json}: give each its own file")
+    if args.plot:
+        check_output_file(args.plot, "--plot", _is_matplotlib_png, "a figure written by dive_hf (a Matplotlib "
+                          "PNG)", args.overwrite, inputs)
+    if args.json:
+        check_output_file(args.json, "--json", _is_data_summary, "a `dive-hf data` summary", args.overwrite, inputs)
     train, evaluation = load_splits(args)
     split = train if args.which == "train" else evaluation
     if split is None:
@@ -232,6 +241,42 @@ def is_dive_card(path: str | Path) -> bool:
     return isinstance(meta, dict) and "dive-hf" in (meta.get("tags") or [])
 
 
+def _is_matplotlib_png(path: Path) -> bool:
+    """A PNG that Matplotlib wrote (how every dive_hf figure is written): its ``Software`` text chunk says so."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"Software\x00Matplotlib" in head
+
+
+def _is_data_summary(path: Path) -> bool:
+    """A JSON summary written by ``dive-hf data --json``."""
+    import json
+
+    try:
+        summary = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(summary, dict) and {"classes", "images", "class_counts", "groups", "groups_by"} <= set(summary)
+
+
+def check_output_file(path: str | Path, flag: str, is_ours, what: str, overwrite: bool = False,
+                      inputs: dict[str, str | None] | None = None) -> None:
+    """The guard of a file a command writes where the user says (``card --output``, ``data --json/--plot``): a folder
+    is refused, an existing file is replaced only when ``is_ours(path)`` says it is one of the kind the command writes
+    (``what``) or with ``--overwrite``, and an input of the command (``inputs``: flag → path) never."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a folder; give a file name")
+    if not path.exists():
+        return
+    for name, value in (inputs or {}).items():
+        if value and Path(value).exists() and os.path.samefile(value, path):
+            raise FileExistsError(f"{flag} {path} is this command's input (--{name}); choose another {flag}")
+    if not overwrite and not is_ours(path):
+        raise FileExistsError(f"{flag} {path} exists and is not {what}; choose another {flag} or pass --overwrite "
+                              f"to replace it")
+
+
 def _read_mapping(path: str, what: str, kind: str = "JSON", expected: str = "an object") -> dict:
     """A JSON (or YAML) file that must hold a mapping, with one-line errors naming ``what`` and ``path``."""
     import json
@@ -258,9 +303,8 @@ def card(argv: list[str]) -> int:
     from .card import render_release_card, write_folder_card  # after parsing: --help stays fast
 
     output = Path(args.output)
-    if output.exists() and not args.overwrite and not is_dive_card(output):
-        raise FileExistsError(f"--output {output} exists and is not a dive_hf model card (no 'dive-hf' tag in its "
-                              f"front matter); choose another --output or pass --overwrite to replace it")
+    check_output_file(output, "--output", is_dive_card, "a dive_hf model card (no 'dive-hf' tag in its front matter)",
+                      args.overwrite, {"source": args.source, "eval_results": args.eval_results})
     if Path(args.source).is_dir():
         from .hub import CONFIG_NAME, read_config
 
@@ -293,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from ._version import __version__
+
+        print(f"dive-hf {__version__}")
         return 0
     if argv[0] not in COMMANDS:
         print(f"dive-hf: error: unknown command {argv[0]!r}; choose one of {', '.join(sorted(COMMANDS))} "

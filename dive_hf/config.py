@@ -1,6 +1,8 @@
 """Training configurations: ``TrainingArguments`` subclasses for the two DiVE stages."""
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -10,6 +12,39 @@ __all__ = ["BalancedSoftmaxConfig", "DiVEConfig", "LR_SCHEDULES", "resolve_repor
 
 #: Learning-rate schedules: transformers' own plus dive_hf's ``multistep`` (warm-up, then step decays at epochs).
 LR_SCHEDULES = [s.value for s in SchedulerType] + ["multistep"]
+
+logger = logging.getLogger(__name__)
+_WARNED_WARMUP: set[tuple[float, float]] = set()  # (warmup_epochs, num_train_epochs) already warned about
+
+
+def check_training_length(args) -> None:
+    """Refuse a training length or batch that cannot train: ``num_train_epochs`` NaN, or ≤ 0 / infinite without
+    ``max_steps > 0`` (the Trainer would run no step — or never stop — and still write a "complete" folder of the
+    random initial weights), and a per-device batch below 1 (the evaluation batch would fail only after training)."""
+    epochs = float(args.num_train_epochs)
+    if math.isnan(epochs):
+        raise ValueError(f"num_train_epochs={args.num_train_epochs}: not a number; give the training length in "
+                         f"epochs (e.g. --num_train_epochs 200), or in steps with --max_steps")
+    if args.max_steps <= 0 and not 0 < epochs < math.inf:
+        raise ValueError(f"num_train_epochs={args.num_train_epochs}: must be a finite number > 0 (or give "
+                         f"--max_steps > 0, which then sets the training length): "
+                         + ("no training step would run, and the folder would hold untrained weights" if epochs <= 0
+                            else "the training would never end"))
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name}={getattr(args, name)}: must be ≥ 1")
+
+
+def warn_unfinished_warmup(args) -> None:
+    """Warn (once per setting and process) when ``warmup_epochs`` is longer than the training: the learning rate
+    would still be rising when the training ends."""
+    warmup, epochs = float(args.warmup_epochs or 0), float(args.num_train_epochs)
+    if args.max_steps > 0 or not warmup > epochs or (warmup, epochs) in _WARNED_WARMUP:
+        return  # (with max_steps > 0 the epoch count is known only once the data is loaded)
+    _WARNED_WARMUP.add((warmup, epochs))
+    logger.warning("warmup_epochs=%g is longer than the training (num_train_epochs=%g): the warm-up never finishes, "
+                   "so the learning rate never reaches %g; shorten --warmup_epochs or train longer", warmup, epochs,
+                   args.learning_rate)
 
 
 def resolve_report_to(report_to):
@@ -165,6 +200,7 @@ class BalancedSoftmaxConfig(TrainingArguments):
             self.dataloader_pin_memory = torch.cuda.is_available()
         if self.dataloader_num_workers == 0:  # a recipe's persistent workers, run with --dataloader_num_workers 0
             self.dataloader_persistent_workers = False  # (torch refuses persistent workers without workers)
+        check_training_length(self)
         multistep = value == "multistep"
         if multistep:
             self.lr_scheduler_type = "constant_with_warmup"  # what TrainingArguments validates; restored below
@@ -207,6 +243,7 @@ class BalancedSoftmaxConfig(TrainingArguments):
         if self.few_shot_threshold >= self.many_shot_threshold:
             raise ValueError(f"few_shot_threshold={self.few_shot_threshold} must be below "
                              f"many_shot_threshold={self.many_shot_threshold}")
+        warn_unfinished_warmup(self)
 
 
 @dataclass

@@ -15,7 +15,8 @@ import numpy as np
 from .data.long_tail import check_same_classes, shot_groups
 from .data.long_tail import class_counts as split_class_counts
 from .data.sources import DataArguments, load_splits
-from .names import PER_CLASS_PLOT_NAME, default_output_dir, model_folder_name
+from .names import (CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NAME, WEIGHTS_NAME, default_output_dir,
+                    model_folder_name)
 from .report import write_eval_report
 
 __all__ = ["EvaluateArguments", "InferenceArguments", "PER_CLASS_PLOT_NAME", "iter_logits", "predict_logits", "resolve_device",
@@ -111,6 +112,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     from .trainer.base import BalancedSoftmaxTrainer
     from .trainer.predict import prediction_config
 
+    output_dir, evaluated = report_folder(args)  # before any work: never another model's folder or report
     model, config = load_stage_model(args.model, args.revision)
     dive = config.get("dive") or {}
     names = config.get("label_names")
@@ -131,7 +133,6 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     if len(evaluation) == 0:
         raise ValueError("empty evaluation set: no images to score")
     data = attach_transform(evaluation, model_transform(model, train=False), args.image_column, label_column)
-    output_dir = Path(args.output_dir or default_output_dir("eval", args.model))
     config = prediction_config(output_dir, args.batch_size, args.device, args.num_workers, args.bf16,
                                many_shot_threshold=many, few_shot_threshold=few)
     trainer = BalancedSoftmaxTrainer(model=model, args=config, class_counts=counts, compute_metrics=_no_metrics)
@@ -142,11 +143,57 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     dataset = {"name": getattr(evaluation.info, "dataset_name", None), "eval_split": str(evaluation.split or
                args.eval_split), "eval_fingerprint": evaluation._fingerprint, "eval_size": len(evaluation)}
     if trainer.is_world_process_zero():
-        write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names)
+        write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names,
+                          model=evaluated)
     table = format_results({model_folder_name(args.model): metrics}, counts, shot_groups(counts, many, few),
                            many, few, title=f"{args.model} on {dataset['name'] or 'the evaluation split'} "
                                             f"({len(evaluation):,} images; class counts from the {source})")
     return {"metrics": metrics, "table": table, "output_dir": str(output_dir)}
+
+
+def report_folder(args: EvaluateArguments) -> tuple[Path, str]:
+    """``(folder, model)``: where ``dive-hf evaluate`` writes its report, and the evaluated model as the report records
+    it (a local folder's absolute path, or the Hub id with its revision). ``--output_dir`` is refused when it is a
+    file, a model folder (``config.json`` / ``model.safetensors``: its ``eval_results.json`` and card are that
+    model's), or holds an ``eval_results.json`` that ``dive-hf evaluate`` did not write for this model; the default,
+    ``outputs/eval/<model's folder name>``, becomes ``…/<name>-<hash of the model>`` when it holds another model's
+    report (two folders of the same name)."""
+    import hashlib
+
+    local = Path(args.model)
+    evaluated = (str(local.resolve()) if local.is_dir()
+                 else args.model + (f"@{args.revision}" if args.revision else ""))
+    if args.output_dir:
+        folder = Path(args.output_dir)
+    else:
+        folder = default_output_dir("eval", args.model)
+        if _report_of(folder) not in (None, evaluated):
+            folder = folder.with_name(f"{folder.name}-{hashlib.sha256(evaluated.encode()).hexdigest()[:8]}")
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--output_dir {folder} is a file; give a folder for the report")
+    held = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if (folder / name).exists()]
+    if held:
+        raise FileExistsError(f"--output_dir {folder} is a model folder ({', '.join(held)}): its "
+                              f"{EVAL_RESULTS_NAME} and card are that model's; write the report elsewhere")
+    recorded = _report_of(folder)
+    if recorded not in (None, evaluated):
+        raise FileExistsError(f"--output_dir {folder} holds the {EVAL_RESULTS_NAME} of "
+                              f"{recorded or 'another evaluation'}, not of {evaluated}; choose another --output_dir")
+    return folder, evaluated
+
+
+def _report_of(folder: Path) -> str | None:
+    """``None`` without ``eval_results.json``; else the model it records (``""`` when it records none)."""
+    import json
+
+    path = folder / EVAL_RESULTS_NAME
+    if not path.exists():
+        return None
+    try:
+        report = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return ""
+    return str(report.get("model") or "") if isinstance(report, dict) else ""
 
 
 def _no_metrics(_prediction) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -295,27 +296,50 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
         return files
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from .card import write_folder_card
-
+    files = push_files(folder)  # a symbolic link is refused before anything is written
     if teacher_repo_id:
         dive["teacher"]["repo_id"] = teacher_repo_id
-    if dive.get("hub_model_id") != repo_id or teacher_repo_id:
-        dive["hub_model_id"] = repo_id  # a student distilled from this folder can then link its teacher's repo
-        write_json(folder / CONFIG_NAME, config)
-    write_folder_card(folder, repo_id)
-    files = push_files(folder)
-    print(describe_push(folder, files, repo_id, revision), flush=True)
-    api = HfApi(token=token)
-    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in files]
+    new_config = dive.get("hub_model_id") != repo_id or bool(teacher_repo_id)
+    dive["hub_model_id"] = repo_id  # a student distilled from this folder can then link its teacher's repo
+    staging = Path(tempfile.mkdtemp(prefix=".dive_hf-push-", dir=folder))  # hidden: never pushed nor listed
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        return api.create_commit(repo_id, operations, revision=revision,
-                                 commit_message=commit_message or f"Upload {folder.name} (dive_hf)")
-    except Exception as e:  # noqa: BLE001 — HTTP errors, connection resets and timeouts come in many types
-        if not _is_transfer_error(e):
-            raise
-        # A commit is all-or-nothing on the Hub: nothing was published; the local folder keeps its files.
-        raise PushError(f"push of {folder} to {repo_id} failed, nothing was published and the local folder is "
-                        f"intact; run the same push again to retry ({type(e).__name__}: {e})") from e
+        staged = _stage_card(folder, staging, config if new_config else None, repo_id)
+        files = [staged.get(p.name, p) for p in files]
+        print(describe_push(folder, files, repo_id, revision), flush=True)
+        api = HfApi(token=token)
+        operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in files]
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.create_commit(repo_id, operations, revision=revision,
+                                     commit_message=commit_message or f"Upload {folder.name} (dive_hf)")
+        except Exception as e:  # noqa: BLE001 — HTTP errors, connection resets and timeouts come in many types
+            if not _is_transfer_error(e):
+                raise
+            # A commit is all-or-nothing on the Hub: nothing was published; the local files were not touched.
+            raise PushError(f"push of {folder} to {repo_id} failed, nothing was published and the local folder is "
+                            f"intact; run the same push again to retry ({type(e).__name__}: {e})") from e
+        for name in (CONFIG_NAME, CARD_NAME):  # published: the folder now says so too (each file atomically)
+            if name in staged:
+                os.replace(staged[name], folder / name)
+        return info
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage_card(folder: Path, staging: Path, config: dict | None, repo_id: str) -> dict[str, Path]:
+    """``config.json`` (when ``config`` is given) and ``README.md`` as the push sends them, written into ``staging``
+    and rendered there from links to the folder's other files: the folder keeps its own until the push succeeded.
+    Returns ``{name: staged path}``."""
+    from .card import write_folder_card
+
+    for entry in folder.iterdir():
+        if entry.is_file() and entry.name not in (CARD_NAME, *([CONFIG_NAME] if config is not None else [])):
+            (staging / entry.name).symlink_to(entry.absolute())
+    staged = {CARD_NAME: staging / CARD_NAME}
+    if config is not None:
+        write_json(staging / CONFIG_NAME, config)
+        staged[CONFIG_NAME] = staging / CONFIG_NAME
+    write_folder_card(staging, repo_id)
+    return staged

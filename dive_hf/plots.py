@@ -59,7 +59,7 @@ def plot_per_class_accuracy(per_class_accuracy: Sequence[float | None], class_co
     counts = np.asarray(class_counts)
     order = np.argsort(-counts, kind="stable")
     accuracy = np.array([np.nan if a is None else 100 * a for a in per_class_accuracy], dtype=float)[order]
-    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     shade_shot_groups(ax, counts[order], many, few)
     ax.bar(np.arange(len(order)), accuracy, width=0.9, color="#333333", label="top-1 accuracy")
     ax.set_ylim(0, 100)
@@ -71,9 +71,11 @@ def plot_per_class_accuracy(per_class_accuracy: Sequence[float | None], class_co
     twin.plot(np.arange(len(order)), counts[order], color="#2CA02C", linewidth=1.5, label="training images")
     twin.set_yscale("log")
     twin.set_ylabel("training images", color="#2CA02C")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="lower left", fontsize=8)
+    # below the axes: inside, the legend would hide the bars of some classes
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(handles), fontsize=8,
+              frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -83,25 +85,36 @@ def plot_per_class_accuracy(per_class_accuracy: Sequence[float | None], class_co
 def plot_virtual_examples(report: dict, path: str | os.PathLike,
                           title: str = "Virtual examples per class vs real training images") -> None:
     """One line per (τ, p) of a :func:`dive_hf.virtual_examples.virtual_example_distribution` report, classes
-    sorted by real count, log scale, with the real counts for reference."""
+    sorted by real count, log scale, with the real counts for reference. Settings with the same p/τ give the same
+    targets, hence the same line: those are drawn dashed with markers and labelled as the same. The legend sits
+    beside the axes, never over the tail's curves."""
     counts = np.asarray(report["class_counts"])
     order = np.argsort(-counts, kind="stable")
     x = np.arange(len(order))
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
     shade_shot_groups(ax, counts[order], report["many_shot_threshold"], report["few_shot_threshold"])
+    first_of_ratio: dict[float, str] = {}
+    markers = iter("os^vD<>ph*")
     for row in report["rows"]:
         values = np.asarray(row["per_class"])[order]
         if row["temperature"] is None:
             ax.plot(x, values, color="black", linewidth=2.5, label="real training images")
+            continue
+        label = f"τ={row['temperature']:g}, p={row['power']:g}"
+        ratio = round(row["power"] / row["temperature"], 9)
+        if ratio in first_of_ratio:  # the same targets as an earlier line: visible on top of it, and said so
+            ax.plot(x, values, linewidth=1.2, linestyle="--", marker=next(markers, "o"), markersize=4,
+                    label=f"{label} (= {first_of_ratio[ratio]}: same p/τ)")
         else:
-            ax.plot(x, values, linewidth=1.5, label=f"τ={row['temperature']:g}, p={row['power']:g}")
+            first_of_ratio[ratio] = label
+            ax.plot(x, values, linewidth=1.5, label=label)
     ax.set_yscale("log")
     ax.set_xlim(-0.5, len(order) - 0.5)
     ax.set_xlabel("class rank (by real training images)")
     ax.set_ylabel("examples per class")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

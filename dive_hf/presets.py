@@ -10,7 +10,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-__all__ = ["RECIPE_CONFIGS", "recipe_names", "recipe_path", "load_recipe", "config_kwargs_from_recipe",
+__all__ = ["RECIPE_CONFIGS", "recipe_names", "recipe_path", "load_recipe", "config_kwargs_from_recipe", "cap_dataloader_workers",
            "set_scaled_learning_rate", "split_global_batch"]
 
 RECIPE_CONFIGS = Path(__file__).parent / "recipe_configs"
@@ -66,6 +66,9 @@ def split_global_batch(global_batch: int | None, per_device: int, learning_rate:
     ``world_size`` processes × ``accumulation`` steps — refused when it does not divide, rather than training with
     another batch — and, with ``reference`` (the batch the lr was tuned for), the lr scaled linearly to the
     effective batch. One rule for the recipe scripts and ``from_recipe``."""
+    for name, value in (("global_batch_size", global_batch), ("lr_reference_batch", reference)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{hint}{name}={value}: must be ≥ 1 (or leave it out)")
     if global_batch:
         if global_batch % (world_size * accumulation):
             raise ValueError(f"{hint}global_batch_size={global_batch} is not divisible by {world_size} processes × "
@@ -104,6 +107,31 @@ def config_kwargs_from_recipe(config_cls, name: str, output_dir: str, **override
         global_batch, kwargs.get("per_device_train_batch_size", 8), float(kwargs.get("learning_rate", 5e-5)),
         reference, world, accumulation, hint=f"{name}: ", remedy="; give per_device_train_batch_size")
     kwargs["per_device_train_batch_size"] = per_device
+    if "dataloader_num_workers" not in overrides and kwargs.get("dataloader_num_workers"):
+        kwargs["dataloader_num_workers"] = cap_dataloader_workers(kwargs["dataloader_num_workers"], name)
     if reference:
         set_scaled_learning_rate(kwargs, learning_rate, scale_classifier_lr="classifier_lr" not in overrides)
     return kwargs
+
+
+def cap_dataloader_workers(requested: int, source: str) -> int:
+    """A recipe's ``dataloader_num_workers`` (sized for a GPU server) capped at the CPU cores this process may use
+    (shared by the launch's local processes), saying so once; a value the user gave is never capped."""
+    import logging
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    available = max(cores // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1), 1)
+    if requested <= available:
+        return requested
+    if requested not in _CAPPED:
+        _CAPPED.add(requested)
+        logging.getLogger(__name__).warning(
+            "%s: %d DataLoader workers capped at the %d CPU core%s this process has (give dataloader_num_workers "
+            "to choose)", source, requested, available, "s" if available > 1 else "")
+    return available
+
+
+_CAPPED: set[int] = set()  # warned once per value

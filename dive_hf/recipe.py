@@ -97,6 +97,18 @@ class RecipeArguments:
                              f"baseline or student_bsce, e.g. student_t6_p1")
         if self.teacher_image_size is not None and self.teacher_image_size < 8:
             raise ValueError(f"--teacher_image_size {self.teacher_image_size}: must be at least 8 px")
+        for name in ("global_batch_size", "lr_reference_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} {getattr(self, name)}: must be ≥ 1 (or leave it out)")
+        for name in ("eval_every_epochs", "save_every_epochs"):
+            if getattr(self, name) is not None and not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"--{name} {getattr(self, name)}: must be a finite number of epochs > 0 (or leave "
+                                 f"it out)")
+        for name in ("teacher_repo_id", "student_repo_id"):
+            if getattr(self, name) is not None:
+                from .hub import check_repo_id
+
+                check_repo_id(getattr(self, name), f"--{name}")
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -124,13 +136,15 @@ class RecipeParser(HfArgumentParser):
 
     def __init__(self, defaults: str | Path | dict | None = None, prog: str | None = None,
                  description: str | None = None):
-        super().__init__((RecipeArguments, DataArguments, DiVEConfig), prog=prog, description=description,
+        super().__init__((RecipeArguments, DataArguments, DiVEConfig), prog=prog, description=plain_text(description),
                          formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                          usage="%(prog)s [--flag VALUE ...]   (--help: the main flags; --help_all: every flag)")
         self.add_argument("--config", default=None, help="YAML file of flags, or a shipped recipe's name (e.g. "
                                                          "cifar10_lt), applied over the recipe's defaults, under the "
                                                          "command line.")
         self.add_argument("--help_all", action="store_true", help="List every flag, all of TrainingArguments too.")
+        for action in self._actions:  # transformers' words for these say what a plain Trainer does, not a recipe
+            action.help = _RECIPE_HELP.get(action.dest, action.help)
         self.recipe_defaults = defaults
         self._regroup()
 
@@ -217,7 +231,13 @@ class RecipeParser(HfArgumentParser):
 
         recipe, data, training = (RecipeArguments(**take(RecipeArguments)), DataArguments(**take(DataArguments)),
                                   take(DiVEConfig))
-        _yield_to_explicit(recipe, set(user) | self._given_on_command_line(argv))
+        explicit = set(user) | self._given_on_command_line(argv)
+        _yield_to_explicit(recipe, explicit)
+        if training.get("dataloader_num_workers") and "dataloader_num_workers" not in explicit:
+            from .presets import cap_dataloader_workers
+
+            training["dataloader_num_workers"] = cap_dataloader_workers(training["dataloader_num_workers"],
+                                                                        self.prog or "recipe")
         return recipe, data, training
 
     def _given_on_command_line(self, argv: list[str] | None) -> set[str]:
@@ -231,6 +251,27 @@ class RecipeParser(HfArgumentParser):
                 action.default = marker
         given = vars(argparse.ArgumentParser.parse_known_args(probe, argv)[0])
         return {dest for dest, value in given.items() if value is not marker}
+
+
+def plain_text(docstring: str | None) -> str | None:
+    """A module docstring as a terminal shows it: reStructuredText roles and literals (``:mod:`x```, ````x````)
+    become plain `x`."""
+    import re
+
+    if docstring is None:
+        return None
+    text = re.sub(r":\w+:`~?([^`<]+?)(?: <[^>]+>)?`", r"`\1`", docstring)
+    return text.replace("``", "`")
+
+
+_RECIPE_HELP = {
+    "push_to_hub": "Push each stage's final folder (weights, config.json, card, evaluation report, figures, run log; "
+                   "never checkpoints) to --teacher_repo_id / --student_repo_id once that stage is complete, in one "
+                   "commit per stage.",
+    "resume_from_checkpoint": "'last': continue every stage of this launch from its last complete checkpoint (a "
+                              "complete stage is reused, a trained one only evaluated); or a checkpoint folder "
+                              "(OUTPUT_DIR/<stage>/checkpoint-N) of the one stage being trained.",
+}
 
 
 #: TrainingArguments flags a recipe user changes most, listed by ``--help`` under "training".

@@ -40,8 +40,11 @@ def format_results(rows: dict[str, dict], class_counts: list[int], groups: dict[
 
 def write_eval_report(output_dir: str | Path, metrics: dict, per_class_accuracy: list | None,
                       class_counts: list[int], many: int, few: int, dataset: dict, class_counts_source: str,
-                      label_names: list[str] | None = None) -> None:
-    """Write ``eval_results.json`` and, when per-class accuracy is known, ``per_class_accuracy.png``."""
+                      label_names: list[str] | None = None, model: str | None = None, title: str | None = None,
+                      teacher: dict | None = None) -> None:
+    """Write ``eval_results.json`` and, when per-class accuracy is known, ``per_class_accuracy.png`` (titled
+    ``title``: which model on which split); ``model`` (the evaluated model, recorded by ``dive-hf evaluate``) says
+    whose report it is; ``teacher``: a student's teacher's results on the same split, kept for its card."""
     output_dir = Path(output_dir)
     report = {
         "split": dataset.get("eval_split"),
@@ -52,11 +55,16 @@ def write_eval_report(output_dir: str | Path, metrics: dict, per_class_accuracy:
         "class_counts": list(class_counts),
         "metrics": metrics,
     }
+    if model is not None:
+        report["model"] = model
+    if teacher:
+        report["teacher"] = teacher
     if per_class_accuracy is not None:
         report["per_class_accuracy"] = per_class_accuracy
         if label_names:
             report["label_names"] = list(label_names)
         from .plots import plot_per_class_accuracy
 
-        plot_per_class_accuracy(per_class_accuracy, class_counts, output_dir / PER_CLASS_PLOT_NAME, many, few)
+        plot_per_class_accuracy(per_class_accuracy, class_counts, output_dir / PER_CLASS_PLOT_NAME, many, few,
+                                **({"title": title} if title else {}))
     write_json(output_dir / EVAL_RESULTS_NAME, report)

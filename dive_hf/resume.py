@@ -16,7 +16,8 @@ from pathlib import Path
 from .names import RUN_LOG_NAME
 
 __all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings",
-           "read_json_object", "wants_last_checkpoint", "weights_identity"]
+           "read_json_object", "wants_last_checkpoint", "wants_resume", "weights_identity", "DIVE_SETTINGS",
+           "REFUSED", "WARNED"]
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -55,11 +56,17 @@ def wants_last_checkpoint(resume: str | bool | None) -> bool:
     return resume is True or (isinstance(resume, str) and resume.lower() in ("true", "last"))
 
 
+def wants_resume(resume: str | bool | None) -> bool:
+    """Whether ``--resume_from_checkpoint`` asks for a resume at all (``last``/``true`` or a checkpoint path)."""
+    return not (resume is None or resume is False or (isinstance(resume, str)
+                                                      and resume.lower() in ("", "false", "none")))
+
+
 def resume_point(resume: str | bool | None, folder: str | Path, single_stage: bool = True) -> str | None:
     """Resolve ``--resume_from_checkpoint`` for one stage folder: a checkpoint path (one stage only), or
     ``true``/``last`` → the stage's last complete checkpoint (``None``: start afresh; ``"complete"``: the stage
     already finished)."""
-    if resume is None or resume is False or (isinstance(resume, str) and resume.lower() in ("", "false", "none")):
+    if not wants_resume(resume):
         return None
     if wants_last_checkpoint(resume):
         return "complete" if stage_complete(folder) else last_complete_checkpoint(folder)
@@ -73,16 +80,30 @@ def resume_point(resume: str | bool | None, folder: str | Path, single_stage: bo
 
 
 # ---- settings a checkpoint was trained with --------------------------------------------------------------------------
-#: Settings that define what is being trained: resuming with another value would mix two runs under one name.
+# One list for both comparisons: a checkpoint resumed (trainer/resume_checks.check_resume) and a complete stage
+# folder reused by ``--resume_from_checkpoint last`` (check_reuse): each compares these recorded settings with the run's.
+#: Settings that define what is trained and reported (the shot thresholds define its many/medium/few numbers):
+#: resuming with another value would mix two runs under one name; reusing a complete folder would report its numbers
+#: under settings it was not trained with.
 REFUSED = {"stage": "stage", "loss": "loss", "temperature": "τ (temperature)", "power": "p (power)",
            "alpha": "α (alpha)", "student_temperature": "τ_s (student temperature)",
            "class_counts": "class counts", "imbalance_factor": "imbalance factor", "seed": "seed",
-           "initial_weights": "initial weights"}
-#: Settings a user may legitimately change at resume (more epochs, another batch on other hardware): warned, recorded.
+           "initial_weights": "initial weights", "many_shot_threshold": "many-shot threshold",
+           "few_shot_threshold": "few-shot threshold"}
+#: Settings a user may legitimately change at resume (more epochs, another batch on other hardware, another learning
+#: rate from here on): applied from the checkpoint's step on (the optimizer's and the schedule's restored learning
+#: rates and weight decay are replaced by this run's, see trainer/optim.py), warned and recorded.
 WARNED = {"per_device_train_batch_size": "per-device batch", "gradient_accumulation_steps": "accumulation steps",
           "effective_train_batch_size": "effective batch", "learning_rate": "learning rate",
+          "classifier_lr": "classifier learning rate", "layer_decay": "layer decay",
           "num_train_epochs": "epochs", "weight_decay": "weight decay", "lr_scheduler_type": "lr schedule",
           "train_fingerprint": "training data (fingerprint)"}
+#: The settings of REFUSED and WARNED kept in ``config.json``'s ``dive`` block (the others: ``training_args.json``).
+DIVE_SETTINGS = ("stage", "loss", "temperature", "power", "alpha", "student_temperature", "class_counts",
+                 "imbalance_factor", "many_shot_threshold", "few_shot_threshold")
+#: Those of ``training_args.json``.
+ARGS_SETTINGS = ("seed", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+                 "classifier_lr", "layer_decay", "num_train_epochs", "weight_decay", "lr_scheduler_type")
 
 
 def weights_identity(record: dict) -> str:
@@ -105,11 +126,8 @@ def recorded_settings(checkpoint: str | Path) -> dict:
     dive = (read_json_object(checkpoint / "config.json") or {}).get("dive") or {}
     args = read_json_object(checkpoint / "training_args.json") or {}
     log = read_json_object(checkpoint / RUN_LOG_NAME) or {}
-    settings = {k: dive[k] for k in ("stage", "loss", "temperature", "power", "alpha", "student_temperature",
-                                     "class_counts", "imbalance_factor") if k in dive}
-    settings.update({k: args[k] for k in ("seed", "per_device_train_batch_size", "gradient_accumulation_steps",
-                                          "learning_rate", "num_train_epochs", "weight_decay", "lr_scheduler_type")
-                     if k in args})
+    settings = {k: dive[k] for k in DIVE_SETTINGS if k in dive}
+    settings.update({k: args[k] for k in ARGS_SETTINGS if k in args})
     if "effective_train_batch_size" in log:
         settings["effective_train_batch_size"] = log["effective_train_batch_size"]
     if (dive.get("dataset") or {}).get("train_fingerprint"):

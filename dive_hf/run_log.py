@@ -12,7 +12,7 @@ from pathlib import Path
 from ._version import __version__
 from .names import RUN_LOG_NAME
 
-__all__ = ["RUN_LOG_NAME", "command_line", "describe_batch", "git_commit", "package_versions", "run_log", "training_summary"]
+__all__ = ["RUN_LOG_NAME", "command_line", "describe_batch", "describe_schedule", "git_commit", "package_versions", "run_log", "training_summary"]
 
 
 def _secret(flag: str) -> bool:
@@ -123,24 +123,53 @@ def describe_batch(per_device: int, world_size: int, accumulation: int) -> str:
             f"accumulation step{'s' if accumulation > 1 else ''}")
 
 
+def describe_schedule(args, end_epoch: float = 0) -> str:
+    """The learning-rate schedule of a run that ends at ``end_epoch`` (0: unknown): multistep milestones and a
+    warm-up (in epochs) beyond the end are said to be beyond it, not listed as if they happened."""
+    schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    if schedule == "multistep":
+        reached = [e for e in args.lr_decay_epochs if not end_epoch or e <= end_epoch]
+        beyond = [e for e in args.lr_decay_epochs if e not in reached]
+        schedule += (f" (×{args.lr_decay_factor} at epochs {', '.join(f'{e:g}' for e in reached)})" if reached
+                     else " (no decay reached)")
+        if beyond:
+            schedule += (f"; the milestones at epochs {', '.join(f'{e:g}' for e in beyond)} lie beyond the run's "
+                         f"{end_epoch:.3g} epochs")
+    if args.warmup_epochs:
+        warmup = f"{args.warmup_epochs:g} epochs"
+        if end_epoch and args.warmup_epochs > end_epoch:
+            warmup += f", never finished (the run has {end_epoch:.3g} epochs)"
+    else:
+        warmup = (f"{args.warmup_steps:.0%} of the steps" if 0 < args.warmup_steps < 1
+                  else f"{args.warmup_steps:g} steps")
+    return f"{schedule}, warm-up {warmup}"
+
+
+def _end_epoch(trainer) -> float:
+    """The epoch a run ends at: ``num_train_epochs``, or for a ``max_steps`` run the epochs those steps make
+    (known once it has trained; 0 before)."""
+    args, state = trainer.args, trainer.state
+    if args.max_steps <= 0:
+        return float(args.num_train_epochs)
+    epoch, step = getattr(state, "epoch", None) or 0, getattr(state, "global_step", 0) or 0
+    return epoch * args.max_steps / step if step else 0.0
+
+
 def training_summary(trainer) -> dict:
     """The training settings a card reports, from the trainer's arguments and environment (stored in the ``dive``
     block of ``config.json`` as ``training`` so that the card can be rendered again from the folder alone)."""
     args = trainer.args
     world = args.world_size
     versions = package_versions()
-    schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
-    if schedule == "multistep":
-        schedule += f" (×{args.lr_decay_factor} at epochs {', '.join(f'{e:g}' for e in args.lr_decay_epochs)})"
-    warmup = (f"{args.warmup_epochs:g} epochs" if args.warmup_epochs else f"{args.warmup_steps:.0%} of the steps"
-              if 0 < args.warmup_steps < 1 else f"{args.warmup_steps:g} steps")
+    end = _end_epoch(trainer)
     summary = {
         "stage": trainer._stage,
         "command": f"`{command_line()}`",
-        "epochs": args.num_train_epochs if args.max_steps <= 0 else f"{args.max_steps} steps",
+        "epochs": (args.num_train_epochs if args.max_steps <= 0
+                   else f"{args.max_steps} steps" + (f" ({end:.3g} epochs)" if end else "")),
         "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
         "learning rate": args.learning_rate,
-        "lr schedule": f"{schedule}, warm-up {warmup}",
+        "lr schedule": describe_schedule(args, end),
         "weight decay": args.weight_decay,
         "batch": describe_batch(args.per_device_train_batch_size, world, args.gradient_accumulation_steps),
         "effective batch": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,

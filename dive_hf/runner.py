@@ -76,6 +76,10 @@ def student_settings(recipe, training: dict) -> list[tuple[float, float, float |
                  recipe.student_dir or "student")]
     if recipe.student_dir:
         raise ValueError("--student_dir names one student; a --sweep names each student's folder itself")
+    if training.get("student_temperature") is not None:
+        raise ValueError(f"--student_temperature {training['student_temperature']:g} is not applied to a --sweep: "
+                         f"write it in each sweep entry as τ,p,τ_s (e.g. --sweep 3,0.5,"
+                         f"{training['student_temperature']:g})")
     return [(tau, power, tau_s, student_folder_name(tau, power, tau_s)) for tau, power, tau_s in
             parse_sweep(recipe.sweep)]
 
@@ -130,6 +134,9 @@ def run_recipe(recipe, data: DataArguments, training: dict, log=print) -> dict:
         training["use_cpu"] = True  # also what makes N CPU processes train with DDP over gloo
         training["dataloader_pin_memory"] = False
     stages = recipe.stages
+    if recipe.sweep and "student" not in stages:
+        raise ValueError(f"--sweep names students to distil, but --stage {' '.join(recipe.stage)} trains no student: "
+                         f"add student to --stage (e.g. --stage student --sweep ...) or leave out --sweep")
     students = student_settings(recipe, training) if "student" in stages else []
     if training.get("push_to_hub"):  # before any work: the repo id of each stage that will be pushed
         for stage in ("teacher", "student"):
@@ -204,15 +211,6 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     results, report = {}, None
     for plan in plans:
         args = _config_for(plan, training, recipe, teacher)
-        if plan.action == "skip":
-            _check_recorded_student(plan)
-            say(f"{plan.name}: {plan.folder} is complete; not training it again (--resume_from_checkpoint)")
-            results[plan.name] = _recorded_metrics(plan.folder)
-            if args.push_to_hub and main_process:  # a push that failed last time is retried (unchanged files skip)
-                from .hub import push_folder
-
-                push_folder(plan.folder, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
-            continue
         replaced = plan.folder.with_name(plan.folder.name + ".previous")
         if plan.action == "train" and recipe.overwrite and main_process and plan.folder.exists():
             # the old folder waits aside until the new one is complete: a failed or killed replacement loses nothing
@@ -239,6 +237,18 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
         trainer = trainers[plan.kind](model=model, args=args, train_dataset=train, eval_dataset=periodic,
                                       label_column=label_column, run_config=run_config)
         del model
+        if plan.action == "skip":
+            # built as if to train it: a complete folder is reused only if trained with this launch's settings
+            # (those a resume compares) and, for a student, from the teacher it is shown beside
+            trainer.check_reuse(plan.folder)
+            del trainer
+            say(f"{plan.name}: {plan.folder} is complete; not training it again (--resume_from_checkpoint)")
+            results[plan.name] = _recorded_metrics(plan.folder)
+            if args.push_to_hub and main_process:  # a push that failed last time is retried (unchanged files skip)
+                from .hub import push_folder
+
+                push_folder(plan.folder, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
+            continue
         if plan.kind == "student" and recipe.virtual_examples and main_process and plan.action != "evaluate":
             if report is None:  # the teacher's logits once, for every (τ, p) of the launch
                 taus = sorted({p.temperature for p in plans if p.kind == "student"})
@@ -286,26 +296,21 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
         model = specs["teacher" if plan.kind == "teacher" else "student"].label(short=True)
         return f"{plan.label[:-1]}, {model})" if plan.label.endswith(")") else f"{plan.label} ({model})"
 
-    results["table"] = format_results({row(p): results[p.name] for p in plans}, counts, groups,
+    rows = {row(p): results[p.name] for p in plans}
+    if students and "teacher" not in {p.kind for p in plans} and eval_raw is not None:
+        # the students' teacher, trained by an earlier launch: its own evaluation of this split, when it has one
+        from .teacher import teacher_eval_results
+
+        recorded = teacher_eval_results(teacher, getattr(eval_raw, "_fingerprint", None), args.many_shot_threshold,
+                                        args.few_shot_threshold)
+        if recorded:
+            label = "teacher (BSCE" + (f", {specs['teacher'].label(short=True)}" if two_models else "") + ", recorded)"
+            rows = {label: recorded["metrics"], **rows}
+    results["table"] = format_results(rows, counts, groups,
                                       args.many_shot_threshold, args.few_shot_threshold, title)
     if report is not None:
         results["table"] += "\n\n" + format_virtual_examples(report)
     return results
-
-
-def _check_recorded_student(plan: StagePlan) -> None:
-    """A complete student folder reused by ``--resume_from_checkpoint last`` must hold the (τ, p, τ_s) the flags ask
-    for: its numbers would otherwise be reported under settings it was not trained with."""
-    if plan.kind != "student":
-        return
-    dive = (read_json_object(plan.folder / "config.json") or {}).get("dive") or {}
-    wanted = {"temperature": plan.temperature, "power": plan.power,
-              "student_temperature": plan.student_temperature or plan.temperature}
-    changed = [f"{key}: {dive.get(key)} → {value}" for key, value in wanted.items()
-               if dive.get(key) is not None and not math.isclose(float(dive[key]), float(value))]
-    if changed:
-        raise ValueError(f"{plan.folder} is a complete student trained with other settings ({'; '.join(changed)}); "
-                         f"train the new one beside it (--student_dir NAME or --sweep), or drop those flags")
 
 
 def _recorded_metrics(folder: Path) -> dict:

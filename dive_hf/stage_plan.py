@@ -7,7 +7,11 @@ mix work:
 
 - a student never writes into its teacher's folder (or a folder that contains it);
 - a complete stage folder is never replaced without ``--overwrite`` (with ``--resume_from_checkpoint last`` it is
-  reused), nor is an unfinished one restarted from scratch (its checkpoints would mix with the new run's);
+  reused), nor is an unfinished one restarted from scratch (its checkpoints would mix with the new run's), nor does
+  an explicit checkpoint path resume into a folder that holds a final model or another run;
+- ``--overwrite`` (start afresh) and ``--resume_from_checkpoint`` (continue) are never given together;
+- a teacher is never replaced while student folders distilled from it stay (they would sit beside a teacher they
+  were not distilled from, and an unfinished one could never be resumed);
 - a folder whose training finished but whose evaluation did not is only evaluated again on resume.
 """
 from __future__ import annotations
@@ -15,11 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoint_files import check_checkpoint_files
+from .names import CONFIG_NAME, WEIGHTS_NAME, file_sha256
 from .resume import (last_complete_checkpoint, read_json_object, resume_point, stage_complete,
-                     wants_last_checkpoint)
+                     wants_last_checkpoint, wants_resume)
 from .run_log import RUN_LOG_NAME
 
-__all__ = ["StagePlan", "parse_sweep", "student_folder_name", "plan_stages", "folder_state", "check_teacher_safe"]
+__all__ = ["StagePlan", "parse_sweep", "student_folder_name", "plan_stages", "folder_state", "check_teacher_safe",
+           "distilled_students"]
 
 STAGE_ORDER = ("baseline", "teacher", "student_bsce", "student")
 
@@ -107,12 +114,36 @@ def check_teacher_safe(teacher: str | None, folder: Path) -> None:
                          f"(or --student_dir)")
 
 
+def distilled_students(teacher: Path, under: Path) -> list[Path]:
+    """The folders in ``under`` that hold a student (final or checkpointed) distilled from the weights now in
+    ``teacher``: the teacher sha256 recorded in their ``config.json`` (else their last complete checkpoint's)."""
+    weights = teacher / WEIGHTS_NAME
+    if not weights.is_file() or not under.is_dir():
+        return []
+    sha256, found = file_sha256(weights), []
+    for folder in sorted(under.iterdir()):
+        if not folder.is_dir() or folder.name.endswith(".previous") or folder.resolve() == teacher.resolve():
+            continue
+        for source in (folder, last_complete_checkpoint(folder)):
+            recorded = (((read_json_object(Path(source) / CONFIG_NAME) or {}).get("dive") or {}).get("teacher")
+                        or {}).get("sha256") if source is not None else None
+            if recorded:
+                if recorded == sha256:
+                    found.append(folder)
+                break
+    return found
+
+
 def plan_stages(stages: tuple[str, ...], output_dir: Path, students: list[tuple[float, float, float | None, str]],
                 teacher: str | None, resume: str | None, overwrite: bool) -> list[StagePlan]:
     """The folders of this launch, each with what to do, after every safety check (nothing is touched here).
 
     ``students`` holds (τ, p, τ_s, folder name) per student; ``teacher`` is the teacher the students distil from.
     """
+    if overwrite and wants_resume(resume):
+        raise ValueError(f"--overwrite starts the stage folders afresh and --resume_from_checkpoint {resume} "
+                         f"continues them: give one of the two (--overwrite to replace them, "
+                         f"--resume_from_checkpoint to continue or reuse them)")
     plans = []
     for kind in STAGE_ORDER:
         if kind not in stages:
@@ -133,12 +164,15 @@ def plan_stages(stages: tuple[str, ...], output_dir: Path, students: list[tuple[
             check_teacher_safe(teacher, plan.folder)
         state = folder_state(plan.folder)
         point = resume_point(resume, plan.folder, len(plans) == 1)
+        if point and not wants_last_checkpoint(resume) and state != "absent":  # an explicit checkpoint path
+            _check_explicit_checkpoint(plan, state, point)
         if point == "complete":
             plan.action = "skip"
         elif wants_last_checkpoint(resume) and state == "trained":
             plan.action = "evaluate"
         elif point:
             plan.action, plan.checkpoint = "resume", point
+            check_checkpoint_files(point)  # a damaged file is named now, not deep inside the Trainer
         elif overwrite:
             plan.action = "train"
         elif state == "complete":
@@ -149,4 +183,40 @@ def plan_stages(stages: tuple[str, ...], output_dir: Path, students: list[tuple[
         elif state in ("unfinished", "trained"):
             raise ValueError(f"{plan.folder} holds an unfinished {plan.kind} run; pass --resume_from_checkpoint last "
                              f"to continue it or --overwrite to start it again from scratch")
+    if overwrite:
+        _check_no_orphaned_students(plans, output_dir)
     return plans
+
+
+def _check_explicit_checkpoint(plan: StagePlan, state: str, checkpoint: str) -> None:
+    """A checkpoint path resumes into the stage folder only when that folder holds nothing but the unfinished run
+    the checkpoint belongs to: it would otherwise replace a final model or mix the checkpoints of two runs."""
+    if state in ("complete", "trained"):
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: {plan.folder} holds the final model of a "
+                         f"{'complete' if state == 'complete' else 'trained'} {plan.kind} run; resuming into it would "
+                         f"replace that model and mix the checkpoints of two runs. To continue from that checkpoint, "
+                         f"give another --output_dir (the checkpoint is read where it is)")
+    if Path(checkpoint).absolute().resolve().parent != plan.folder.absolute().resolve():
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: {plan.folder} holds another run; resuming into it "
+                         f"would mix the checkpoints of two runs. Give another --output_dir (the checkpoint is read "
+                         f"where it is)")
+
+
+def _check_no_orphaned_students(plans: list[StagePlan], output_dir: Path) -> None:
+    """``--overwrite`` of a teacher whose students stay: refused, naming them (unless this launch replaces them)."""
+    teacher = next((p for p in plans if p.kind == "teacher" and p.action == "train"), None)
+    if teacher is None:
+        return
+    replaced = {p.folder.absolute().resolve() for p in plans if p.kind == "student" and p.action == "train"}
+    aside = teacher.folder.with_name(teacher.folder.name + ".previous")  # kept by a failed earlier --overwrite
+    kept = sorted({f for old in (teacher.folder, aside) for f in distilled_students(old, output_dir)
+                   if f.absolute().resolve() not in replaced})
+    if kept:
+        names = ", ".join(str(f) for f in kept)
+        raise ValueError(f"--overwrite would replace {teacher.folder}, the teacher of {names} (distilled from its "
+                         f"weights), leaving {'that student' if len(kept) == 1 else 'those students'} beside a "
+                         f"teacher {'it was' if len(kept) == 1 else 'they were'} not distilled from: replace "
+                         f"{'it' if len(kept) == 1 else 'them'} in the same launch (--stage teacher student "
+                         f"--overwrite, with --student_dir / --sweep naming {'it' if len(kept) == 1 else 'them'}), "
+                         f"move {'it' if len(kept) == 1 else 'them'} out of {output_dir}, or train the new teacher "
+                         f"into another --output_dir")

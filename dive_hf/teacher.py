@@ -14,7 +14,7 @@ from .data.long_tail import check_same_classes
 from .hub import load_stage_model, resolve_file
 from .names import WEIGHTS_NAME, file_sha256
 
-__all__ = ["FrozenTeacher", "load_teacher", "teacher_from_module", "check_teacher_matches"]
+__all__ = ["FrozenTeacher", "load_teacher", "teacher_from_module", "check_teacher_matches", "teacher_eval_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +132,28 @@ def check_teacher_matches(teacher_config: dict, num_classes: int, label_names: l
     if t_counts and list(t_counts) != list(class_counts):
         logger.warning("teacher %s was trained on different class counts than the student's training set "
                        "(DiVE normally uses the same long-tailed split for both stages)", source)
+
+
+def teacher_eval_results(name_or_path: str | None, eval_fingerprint: str | None, many: int,
+                         few: int) -> dict | None:
+    """A local teacher folder's own evaluation when it scored the same split (``datasets`` fingerprint of the images
+    before any model's preprocessing, ``eval_source_fingerprint``) with the same shot thresholds — the teacher row
+    of a student's table and card — else ``None`` (a Hub teacher, another split, no evaluation: no row rather than
+    a row of other numbers)."""
+    import json
+    from pathlib import Path
+
+    from .names import EVAL_RESULTS_NAME
+
+    path = Path(name_or_path or "") / EVAL_RESULTS_NAME
+    if not name_or_path or not eval_fingerprint or not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = (report.get("dataset") or {}) if isinstance(report, dict) else {}
+    if ((recorded.get("eval_source_fingerprint") or recorded.get("eval_fingerprint")) != eval_fingerprint
+            or (report.get("many_shot_threshold"), report.get("few_shot_threshold")) != (many, few)):
+        return None
+    return {"metrics": report.get("metrics") or {}, "split": report.get("split"), "folder": str(name_or_path)}

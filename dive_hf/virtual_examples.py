@@ -96,6 +96,13 @@ def format_virtual_examples(report: dict) -> str:
                      f"{_fmt(row['head_tail_ratio'], '.2f'):>11}{_fmt(row['relative_entropy'], '.3f'):>10}")
     lines.append("flatness = entropy / log C (1 = uniform); DiVE wants the virtual distribution flatter than the "
                  "real one (lower head/tail, higher flatness); the targets depend on p/τ only")
+    fit = report.get("training_fit")
+    if fit and fit.get("accuracy") is not None:
+        shares = {g: fit.get(f"{g}_shot_accuracy") for g in ("many", "medium", "few")}
+        groups = ", ".join(f"{g} {_fmt(None if v is None else 100 * v, '.2f')}" for g, v in shares.items())
+        lines.append(f"teacher's fit to its {fit['images']:,} training images (top-1 %, no augmentation): "
+                     f"{100 * fit['accuracy']:.2f} overall — {groups}; a teacher far from fitting its training set "
+                     f"hands out near-uniform targets")
     return "\n".join(lines)
 
 
@@ -130,11 +137,30 @@ def teacher_report(teacher, train_raw, temperatures, powers, many: int, few: int
     from .evaluation import iter_logits
 
     data = attach_transform(train_raw, model_transform(teacher, train=False), image_column, label_column)
-    batches = (logits for logits, _ in iter_logits(teacher, data, batch_size, device, num_workers,
-                                                    desc="virtual examples: teacher over the training set",
-                                                    progress=progress))
-    return virtual_example_distribution(batches, class_counts(train_raw, label_column), temperatures, powers, many,
-                                        few)
+    counts = class_counts(train_raw, label_column)
+    correct, seen = np.zeros(len(counts)), np.zeros(len(counts))
+
+    def batches():  # the logits for the grid; top-1 per class on the way (the teacher's training fit)
+        for logits, labels in iter_logits(teacher, data, batch_size, device, num_workers,
+                                          desc="virtual examples: teacher over the training set", progress=progress):
+            labels = np.asarray(labels)
+            np.add.at(seen, labels, 1)
+            np.add.at(correct, labels[logits.argmax(1).numpy() == labels], 1)
+            yield logits
+
+    report = virtual_example_distribution(batches(), counts, temperatures, powers, many, few)
+    return {**report, "training_fit": training_fit(correct, seen, shot_groups(counts, many, few))}
+
+
+def training_fit(correct: np.ndarray, seen: np.ndarray, groups: dict[str, list[int]]) -> dict:
+    """Top-1 of the teacher on its own training images (eval transform): overall and per shot group, over images.
+    The first diagnostic of a DiVE run: a teacher that under-fits hands out near-uniform virtual targets."""
+    def share(members) -> float | None:
+        n = seen[members].sum()
+        return float(correct[members].sum() / n) if n else None
+
+    return {"images": int(seen.sum()), "accuracy": share(np.arange(len(seen))),
+            **{f"{g}_shot_accuracy": share(np.asarray(m, dtype=int)) for g, m in groups.items()}}
 
 
 def write_virtual_examples(report: dict, output_dir: str | Path) -> tuple[Path, Path]:

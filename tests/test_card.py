@@ -62,7 +62,7 @@ def test_release_cards_render_only_evaluated_numbers(tmp_path):
     source = next(s for s in sources if s.stem == "dive-resnet32-cifar100-lt-if100")
     counts = [int(500 * 0.01 ** (i / 99)) for i in range(100)]
     results = {"split": "test", "many_shot_threshold": 100, "few_shot_threshold": 20, "class_counts": counts,
-               "dataset": {"eval_size": 10000},
+               "dataset": {"name": "uoft-cs/cifar100", "eval_size": 10000},
                "metrics": {"eval_accuracy": 0.4511, "eval_many_shot_accuracy": 0.6102,
                            "eval_medium_shot_accuracy": 0.4534, "eval_few_shot_accuracy": 0.2533}}
     (tmp_path / "eval_results.json").write_text(json.dumps(results))

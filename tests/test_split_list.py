@@ -53,9 +53,10 @@ def test_list_split_is_cached_and_deterministic_across_processes(imagenet_lt, tm
     out = subprocess.run([sys.executable, "-c", code, str(lists / "ImageNet_LT_train.txt"), str(root), str(cache)],
                          capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
     assert out[0] == first._fingerprint and json.loads(out[1]) == list(first["label"])
-    # a changed list is a different cache entry
+    # a changed list is a different cache entry (a new image: one listed twice is refused)
+    write_image(root / f"train/{SYNSETS[3]}/{SYNSETS[3]}_1.JPEG", 301)
     with open(lists / "ImageNet_LT_train.txt", "a") as f:
-        f.write(f"train/{SYNSETS[3]}/{SYNSETS[3]}_0.JPEG 3\n")
+        f.write(f"train/{SYNSETS[3]}/{SYNSETS[3]}_1.JPEG 3\n")
     assert class_counts(load_split_list(lists / "ImageNet_LT_train.txt", root, cache_dir=cache))[3] == 2
 
 

@@ -11,7 +11,7 @@ from .long_tail import make_long_tailed
 from .split_list import load_inat_json, load_split_list
 from .synthetic import EMBEDDED_PRESETS, load_embedded
 
-__all__ = ["DataArguments", "load_splits", "load_val_split"]
+__all__ = ["DataArguments", "check_image_column", "load_splits", "load_val_split"]
 
 
 @dataclass
@@ -74,8 +74,9 @@ class DataArguments:
             raise ValueError("--val_list goes with OLTR lists; with --dataset name a validation split: --val_split")
         if not self.dataset and not self.image_root:
             raise ValueError(f"--image_root is required with {given[0]}")
-        if self.imbalance_factor is not None and self.imbalance_factor < 1:
-            raise ValueError(f"imbalance_factor={self.imbalance_factor}: must be ≥ 1")
+        if self.imbalance_factor is not None and not 1 <= self.imbalance_factor < float("inf"):
+            raise ValueError(f"imbalance_factor={self.imbalance_factor}: must be a finite number ≥ 1 (the ratio of "
+                             f"the largest to the smallest class, e.g. 100)")
 
 
 def _load_dataset_source(args: DataArguments):
@@ -96,9 +97,30 @@ def _load_dataset_source(args: DataArguments):
             raise ValueError(f"dataset {name!r} has neither split {args.train_split!r} nor {args.eval_split!r} "
                              f"(splits: {sorted(data)})")
         train, evaluation = data.get(args.train_split), data.get(args.eval_split)
+    one_split = isinstance(data, datasets.Dataset)
+    for split_name, split in ((args.train_split, train), (args.eval_split, evaluation)):
+        check_image_column(split, args.image_column, name, None if one_split else split_name)
     if train is not None and args.imbalance_factor:
         train = make_long_tailed(train, args.imbalance_factor, label_column=args.label_column)
     return train, evaluation
+
+
+def check_image_column(split, column: str, name: str, split_name: str | None = None) -> None:
+    """Refuse a ``datasets`` split whose image column is not a ``datasets.Image`` feature (strings — file paths? —
+    or raw numbers): the images would fail to decode only once the training starts. A split without that column is
+    left to the transform, which names ``--image_column``."""
+    feature = split.features.get(column) if split is not None and split.features is not None else None
+    if feature is None or isinstance(feature, datasets.Image) or (isinstance(feature, dict)
+                                                                  and {"bytes", "path"} & set(feature)):
+        return  # (an undeclared Image: a struct of bytes and path, which decodes the same)
+    where = f"dataset {name!r}" + (f", split {split_name!r}" if split_name else "")
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        raise ValueError(f"{where}: image column {column!r} holds strings (file paths?), not images; it must be a "
+                         f"datasets.Image feature: if they are paths, cast it and save it again, e.g. "
+                         f"ds = ds.cast_column({column!r}, datasets.Image()); ds.save_to_disk(...) (or choose the "
+                         f"image column with --image_column)")
+    raise ValueError(f"{where}: image column {column!r} is a {type(feature).__name__} feature ({feature}), not "
+                     f"images; it must be a datasets.Image feature (or choose the image column with --image_column)")
 
 
 def load_splits(args: DataArguments, class_names: list[str] | None = None
@@ -147,4 +169,5 @@ def load_val_split(args: DataArguments, class_names: list[str] | None = None) ->
     if isinstance(data, datasets.Dataset) or args.val_split not in data:
         splits = ["(one split)"] if isinstance(data, datasets.Dataset) else sorted(data)
         raise ValueError(f"--val_split {args.val_split!r}: dataset {name!r} has no such split (splits: {splits})")
+    check_image_column(data[args.val_split], args.image_column, name, args.val_split)
     return data[args.val_split]

@@ -11,19 +11,23 @@ A cache entry appears only once complete.
 
 What is refused, always with the file and line (or JSON entry): text that is not UTF-8 (a UTF-8 byte-order mark is
 accepted and dropped), a path that leaves ``image_root`` (absolute, or ``..`` above it) unless
-``allow_outside_root=True``, a label that is not an integer, negative, ``≥ len(class_names)`` when names are given,
-or — without names — so large that the class count (largest label + 1) would exceed :data:`MAX_CLASSES` (a typo
-such as ``img.jpg 99999999999999999999`` would otherwise build that many classes). iNat JSON: image ids must be
+``allow_outside_root=True``, a label that is not an integer in ASCII digits (``３`` or ``1_0`` are not labels), negative,
+``≥ len(class_names)`` when names are given, or — without names — so large that the class count (largest label + 1)
+would exceed :data:`MAX_CLASSES` (a typo such as ``img.jpg 99999999999999999999`` would otherwise build that many
+classes), and an image listed twice (with one label or two: it would count twice in the class counts). A list path
+that is a folder, a symbolic-link loop or a dangling link is named as such. iNat JSON: image ids must be
 unique integers with one annotation each; non-contiguous category ids are mapped to labels ``0 … C−1`` in increasing
 id order (logged, and the original ids kept in the split's provenance as ``category_ids``).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +41,7 @@ __all__ = ["load_split_list", "load_inat_json", "MAX_CLASSES", "SPLIT_SOURCE_KEY
 logger = logging.getLogger(__name__)
 
 SPLIT_SOURCE_KEY = "dive_hf.split_source"  # key of the provenance JSON in the dataset's info.description
-_BUILDER_VERSION = 3  # 3: the data set's name and split from the file name
+_BUILDER_VERSION = 4  # 3: the data set's name and split from the file name; 4: duplicates and non-ASCII labels refused
 #: Most classes a split may infer from its labels (iNaturalist 2018: 8,142; the largest benchmarks stay far below).
 #: More than that without ``class_names`` is taken for a bad label; pass ``class_names`` to declare more.
 MAX_CLASSES = 100_000
@@ -81,12 +85,16 @@ def _parse_list(list_file: Path) -> list[_Record]:
         where = f"{list_file}:{lineno}"
         if len(parts) != 2:
             raise ValueError(f"{where}: expected 'relative/path label', got {line!r}")
-        try:
-            label = int(parts[1])
-        except ValueError:
-            raise ValueError(f"{where}: label {parts[1]!r} is not an integer (line {line!r})") from None
-        records.append(_Record(parts[0], label, where))
+        if not _LABEL.fullmatch(parts[1]):
+            unicode_digits = parts[1].lstrip("+-").isdigit()  # e.g. a full-width '３', which int() would take
+            raise ValueError(f"{where}: label {parts[1]!r} is not an integer"
+                             + (" written with the ASCII digits 0-9 (other Unicode digits?)" if unicode_digits else "")
+                             + f" (line {line!r})")
+        records.append(_Record(parts[0], int(parts[1]), where))
     return records
+
+
+_LABEL = re.compile(r"[+-]?[0-9]+")  # ASCII only: int() also takes '３', '1_0' and other Unicode digits
 
 
 def _is_int(value) -> bool:
@@ -209,11 +217,60 @@ def _check_records(records: list[_Record], image_root: Path, num_classes: int, s
                 raise ValueError(f"{r.where}: image path {r.path!r} leaves the image root {image_root}; give paths "
                                  f"relative to it, or pass allow_outside_root=True (--allow_outside_root) if that "
                                  f"is intended")
+    _check_duplicates(records, source)
     missing = [r for r in records if not (image_root / r.path).is_file()]
     if missing:
         first = missing[0]
         more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
         raise FileNotFoundError(f"{first.where}: image {first.path!r} not found under {image_root}{more}")
+
+
+def _check_duplicates(records: list[_Record], source: Path) -> None:
+    """Refuse an image listed more than once (the same label twice inflates its class count; two labels make it
+    ambiguous), naming the file, the lines (or JSON entries), the image and its labels."""
+    seen: dict[str, list[_Record]] = {}
+    for r in records:
+        seen.setdefault(os.path.normpath(r.path), []).append(r)
+    repeated = [group for group in seen.values() if len(group) > 1]
+    if not repeated:
+        return
+    group = repeated[0]  # the first image (in file order) that is listed again
+
+    def short(where: str) -> str:
+        tail = where.removeprefix(f"{source}:").strip()
+        return f"line {tail}" if tail.isdigit() else tail
+
+    labels = {r.label for r in group}
+    places = ", ".join(f"{short(r.where)} (label {r.label})" for r in group)
+    more = (f"; {len(repeated) - 1} more image(s) are listed more than once" if len(repeated) > 1 else "")
+    raise ValueError(f"{source}: image {group[0].path!r} is listed {len(group)} times: {places}"
+                     + (" — with different labels" if len(labels) > 1 else
+                        " — it would count more than once in its class")
+                     + f"; keep one line per image{more}")
+
+
+def _check_path(path: Path, what: str, folder: bool) -> None:
+    """``path`` exists and is a regular file (``folder``: a folder), or an error saying what it is instead: missing,
+    a dangling symbolic link, a symbolic-link loop, a folder where a file is expected (or a file for a folder)."""
+    try:
+        mode = path.stat().st_mode  # follows symbolic links
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{what} {path} is a symbolic-link loop (following its links never reaches a "
+                             f"{'folder' if folder else 'file'}); point the link at the real one") from None
+        if isinstance(e, FileNotFoundError) and path.is_symlink():
+            raise FileNotFoundError(f"{what} {path} is a symbolic link to {os.readlink(path)!r}, which does not "
+                                    f"exist") from None
+        if isinstance(e, FileNotFoundError):
+            raise FileNotFoundError(f"{what} {path} " + ("is not a folder (not found)" if folder else "not found")
+                                    ) from None
+        raise
+    if folder and not stat.S_ISDIR(mode):
+        raise NotADirectoryError(f"{what} {path} is not a folder")
+    if not folder and stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{what} {path} is a folder, not a file: give the list / JSON file itself")
+    if not folder and not stat.S_ISREG(mode):
+        raise ValueError(f"{what} {path} is not a regular file (a pipe or a device?): save it to a file first")
 
 
 def _verify_images(records: list[_Record], image_root: Path, skip_corrupt: bool) -> tuple[list[_Record], int]:
@@ -247,11 +304,9 @@ def _cache_key(*parts) -> str:
 def _build(source: Path, image_root: str | os.PathLike, class_names, verify_images: bool, skip_corrupt: bool,
            cache_dir, kind: str, allow_outside_root: bool = False) -> datasets.Dataset:
     source = Path(source)
-    if not source.is_file():
-        raise FileNotFoundError(f"split file {source} not found")
+    _check_path(source, "split file", folder=False)
+    _check_path(Path(image_root), "image root", folder=True)
     image_root = Path(image_root).resolve()
-    if not image_root.is_dir():
-        raise FileNotFoundError(f"image root {image_root} is not a folder")
     sha = file_sha256(source)
     verify = verify_images or skip_corrupt
     names_key = list(class_names) if class_names is not None else None

@@ -21,6 +21,8 @@ class DataSummaryArguments(DataArguments):
     few_shot_threshold: int = field(default=20, metadata={"help": "few-shot: fewer images than this."})
     plot: str | None = field(default=None, metadata={"help": "Also write the class-count histogram here (PNG)."})
     json: str | None = field(default=None, metadata={"help": "Also write the summary here (JSON)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --plot / --json that is not a "
+                                                             "figure / summary of dive-hf data (an input, never)."})
 
     def __post_init__(self):
         super().__post_init__()

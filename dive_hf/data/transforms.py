@@ -79,6 +79,8 @@ def attach_transform(dataset, transform: Callable, image_column: str = "image", 
         if column not in dataset.column_names:
             raise ValueError(f"column {column!r} not in the dataset's columns {dataset.column_names}; set "
                              f"--{flag} (CIFAR on the Hub: --image_column img --label_column fine_label)")
+    # the data before any model's preprocessing: two models scored the same split when these agree
+    source_fingerprint = getattr(dataset, "source_fingerprint", dataset._fingerprint)
     feature = dataset.features[image_column]
     if isinstance(feature, datasets.Image) and feature.decode:
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
@@ -111,7 +113,9 @@ def attach_transform(dataset, transform: Callable, image_column: str = "image", 
             "labels": batch[label_column],
         }
 
-    return dataset.with_transform(apply)
+    prepared = dataset.with_transform(apply)
+    prepared.source_fingerprint = source_fingerprint
+    return prepared
 
 
 def _open(value):

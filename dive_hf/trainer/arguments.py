@@ -99,6 +99,7 @@ def dataset_info(train_dataset, eval_dataset) -> dict:
             info["name"] = getattr(ds.info, "dataset_name", None) or ds.info.builder_name or ds.info.config_name
         info[f"{role}_split"] = str(ds.split) if ds.split is not None else None
         info[f"{role}_fingerprint"] = ds._fingerprint
+        info[f"{role}_source_fingerprint"] = getattr(ds, "source_fingerprint", ds._fingerprint)  # before transforms
         info[f"{role}_size"] = len(ds)
     return info
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..config import BalancedSoftmaxConfig
 from ..data.device_images import DeviceImages
@@ -16,7 +16,7 @@ from ..nonfinite import NonFiniteWatch
 from ..preemption import GracefulStop
 from . import loaders, optim, outputs, predict, resume_checks, run
 from .arguments import check_arguments, class_info, dataset_info, default_metrics, prepare_model
-from .callbacks import StageProgress, stage_label
+from .callbacks import StageLog, StageProgress, stage_label
 from .loss_parts import LossParts
 
 __all__ = ["BalancedSoftmaxTrainer", "CrossEntropyTrainer"]
@@ -69,6 +69,8 @@ class BalancedSoftmaxTrainer(Trainer):
         self.add_callback(self.graceful_stop)
         if not self.args.disable_tqdm and self.pop_callback(ProgressCallback) is not None:
             self.add_callback(StageProgress(stage_label(self)))
+        elif self.args.disable_tqdm and self.pop_callback(PrinterCallback) is not None:
+            self.add_callback(StageLog(stage_label(self)))
         self.resume_changes: list[str] = []  # settings changed at a resume (allowed or warned), as recorded
         self._loss_parts = LossParts()  # logged next to "loss" (see _record)
         self._uint8_normalizer: UInt8Normalizer | None = None  # made for the first uint8 batch (see _pixels)
@@ -152,6 +154,13 @@ class BalancedSoftmaxTrainer(Trainer):
     create_optimizer = optim.create_optimizer  # layer_decay (timm's layer groups), classifier_lr
     create_scheduler = optim.create_scheduler
 
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        # The checkpoint's states carry the learning rates and weight decay of the run that saved them: this run's
+        # replace them (a learning rate changed at resume is applied, as run_log.json and the card say).
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            optim.apply_current_hyperparameters(self)
+
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)
         self._update_steps_per_epoch = values[1]  # epochs → steps for warmup_epochs and lr_decay_epochs
@@ -167,6 +176,11 @@ class BalancedSoftmaxTrainer(Trainer):
         """Refuse a checkpoint of other settings (:func:`resume_checks.check_resume`); record allowed changes."""
         self.resume_changes = resume_checks.check_resume(checkpoint, self.current_settings(),
                                                          self.args.allow_changed_settings_on_resume)
+
+    def check_reuse(self, folder) -> None:
+        """Refuse to reuse a complete stage folder trained with other settings than this trainer's
+        (:func:`resume_checks.check_reuse`: the settings a resume compares)."""
+        resume_checks.check_reuse(folder, self.current_settings())
 
     # The stage's run as the recipe runner drives it: functions taking the trainer, bound as methods.
     current_settings = resume_checks.current_settings

@@ -4,12 +4,12 @@ from __future__ import annotations
 import math
 
 from transformers import TrainerCallback
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..data.device_images import DeviceImages
 from ..data.seeded import SeededAugmentation
 
-__all__ = ["EpochToAugmentation", "StageProgress", "stage_label"]
+__all__ = ["EpochToAugmentation", "StageLog", "StageProgress", "format_log", "stage_label"]
 
 
 class EpochToAugmentation(TrainerCallback):
@@ -33,6 +33,41 @@ def stage_label(trainer) -> str:
             + (f" τs={tau_s:g}" if tau_s is not None and tau_s != args.temperature else ""))
 
 
+def format_log(label: str, logs: dict) -> str | None:
+    """One line for a Trainer log entry, in the project's style (``teacher · epoch 1.11 · loss 2.056 (BSCE 1.914,
+    KL 0.159) · lr 0.0960``), instead of the raw dict; ``None`` for an evaluation (its own line is printed by
+    :meth:`StageProgress.on_evaluate`)."""
+    if any(key.startswith("eval_") for key in logs):
+        return None
+    epoch = f" · epoch {logs['epoch']:.3g}" if isinstance(logs.get("epoch"), (int, float)) else ""
+    if "train_runtime" in logs:  # the Trainer's summary at the end of train()
+        speed = logs.get("train_samples_per_second")
+        return (f"{label}{epoch} · trained in {logs['train_runtime']:.1f} s"
+                + (f" ({speed:.0f} images/s)" if speed else "")
+                + (f" · mean loss {logs['train_loss']:.4g}" if isinstance(logs.get("train_loss"), float) else ""))
+    if "loss" not in logs:
+        return f"{label}{epoch} · " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in logs.items() if k not in ("epoch", "total_flos"))
+    parts = [f"{name} {logs[key]:.4g}" for key, name in (("loss_hard", "BSCE"), ("loss_distill", "KL"))
+             if isinstance(logs.get(key), (int, float))]
+    return (f"{label}{epoch} · loss {logs['loss']:.4g}" + (f" ({', '.join(parts)})" if parts else "")
+            + (f" · lr {logs['learning_rate']:.4g}" if isinstance(logs.get("learning_rate"), (int, float)) else "")
+            + (f" · grad norm {logs['grad_norm']:.3g}" if isinstance(logs.get("grad_norm"), (int, float)) else ""))
+
+
+class StageLog(PrinterCallback):
+    """transformers' log printer (``disable_tqdm``) with the project's one-line format (:func:`format_log`)."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        line = format_log(self.label, logs or {})
+        if state.is_world_process_zero and line:
+            print(line, flush=True)
+
+
 class StageProgress(ProgressCallback):
     """transformers' progress bar, named after the stage it trains (``teacher``, ``student τ=3 p=0.5``), plus one
     line per evaluation with overall / many / medium / few top-1 (in %)."""
@@ -45,6 +80,11 @@ class StageProgress(ProgressCallback):
         super().on_train_begin(args, state, control, **kwargs)
         if self.training_bar is not None:
             self.training_bar.set_description(self.label)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        line = format_log(self.label, logs or {})
+        if state.is_world_process_zero and self.training_bar is not None and line:
+            self.training_bar.write(line)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         super().on_evaluate(args, state, control, metrics=metrics, **kwargs)

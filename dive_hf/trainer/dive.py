@@ -8,7 +8,7 @@ import torch
 from ..config import DiVEConfig
 from ..losses import dive_loss_terms_from_prior
 from ..stage_plan import check_teacher_safe
-from ..teacher import FrozenTeacher, check_teacher_matches, load_teacher, teacher_from_module
+from ..teacher import FrozenTeacher, check_teacher_matches, load_teacher, teacher_eval_results, teacher_from_module
 from .base import BalancedSoftmaxTrainer
 from .resume_checks import check_same_teacher
 
@@ -65,6 +65,11 @@ class DiVETrainer(BalancedSoftmaxTrainer):
         super().check_resume(checkpoint)
         check_same_teacher(checkpoint, self.teacher_sha256, self.teacher_source)
 
+    def check_reuse(self, folder: str | Path) -> None:
+        """A complete student folder is reused only with its settings and beside the teacher it was distilled from."""
+        super().check_reuse(folder)
+        check_same_teacher(folder, self.teacher_sha256, self.teacher_source, reused=True)
+
     def training_loss(self, logits, labels, inputs):
         with self.accelerator.autocast():
             teacher_logits = self._teacher_forward(self._pixels(inputs))
@@ -76,6 +81,13 @@ class DiVETrainer(BalancedSoftmaxTrainer):
             "teacher logits": teacher_logits, "hard-label loss (BSCE)": terms.hard,
             "distillation loss (KL)": terms.distill})
         return terms.loss
+
+    def teacher_results(self) -> dict | None:
+        """The teacher's own evaluation of this student's evaluation split, for the teacher row and the gain in the
+        student's report and card (:func:`~dive_hf.teacher.teacher_eval_results`)."""
+        results = teacher_eval_results(self.teacher_source, self.dataset_info.get("eval_source_fingerprint"),
+                                       self.args.many_shot_threshold, self.args.few_shot_threshold)
+        return {**results, "sha256": self.teacher_sha256} if results else None
 
     def dive_metadata(self) -> dict:
         args = self.args

@@ -2,13 +2,16 @@
 (``warmup_epochs``) and the CIFAR-LT ``multistep`` schedule (``lr_decay_epochs``, ``lr_decay_factor``)."""
 from __future__ import annotations
 
+import math
+
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, get_scheduler
 
 from ..schedules import epochs_to_steps, get_multistep_schedule_with_warmup
 
-__all__ = ["create_optimizer", "create_scheduler", "epoch_schedule", "fused_optimizer_kwargs",
-           "fine_tune_groups", "optimizer_cls_and_kwargs", "uses_epoch_schedule"]
+__all__ = ["apply_current_hyperparameters", "create_optimizer", "create_scheduler", "epoch_schedule",
+           "fused_optimizer_kwargs", "fine_tune_groups", "optimizer_cls_and_kwargs", "uses_epoch_schedule"]
 
 
 def optimizer_cls_and_kwargs(args, model=None):
@@ -22,7 +25,51 @@ def optimizer_cls_and_kwargs(args, model=None):
 def create_optimizer(trainer, model=None):
     """``Trainer.create_optimizer``, or with ``args.layer_decay`` / ``args.classifier_lr`` the fine-tuning groups of
     :func:`fine_tune_groups`. transformers' schedules scale every group's initial lr, so the ratios hold all run
-    long. The groups are summarised in ``trainer.optimizer_groups`` (→ ``run_log.json``)."""
+    long. The groups are summarised in ``trainer.optimizer_groups`` (→ ``run_log.json``); each group's lr and weight
+    decay as this run sets them are kept for :func:`apply_current_hyperparameters`."""
+    made_here = trainer.optimizer is None  # not an optimizer the user gave the trainer
+    optimizer = _create_optimizer(trainer, model)
+    if made_here:
+        trainer.created_hyperparameters = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")}
+                                           for g in optimizer.param_groups]
+    return optimizer
+
+
+def apply_current_hyperparameters(trainer) -> list[str]:
+    """After a checkpoint's optimizer and scheduler states are loaded: give each parameter group this run's
+    learning rate and weight decay again (the restored states hold those of the run that saved the checkpoint, so a
+    ``--learning_rate`` or ``--weight_decay`` changed at resume would otherwise be recorded but not applied). The
+    schedule keeps its position and shape: a group's lr becomes ``new base lr × the schedule's factor at this step``
+    (for a ``LambdaLR``, ``base_lrs`` and ``initial_lr`` are the new base). Returns what was changed."""
+    created = getattr(trainer, "created_hyperparameters", None)
+    optimizer = trainer.optimizer
+    if not created or optimizer is None or len(created) != len(optimizer.param_groups):
+        return []
+    scheduler = getattr(trainer.lr_scheduler, "scheduler", trainer.lr_scheduler)  # under accelerate's wrapper
+    base_lrs = getattr(scheduler, "base_lrs", None)
+    changed = []
+    for i, (group, wanted) in enumerate(zip(optimizer.param_groups, created)):
+        if wanted["weight_decay"] is not None and group.get("weight_decay") != wanted["weight_decay"]:
+            changed.append(f"group {i}: weight decay {group.get('weight_decay')} → {wanted['weight_decay']}")
+            group["weight_decay"] = wanted["weight_decay"]
+        restored = base_lrs[i] if base_lrs is not None else group.get("initial_lr", group["lr"])
+        if math.isclose(restored, wanted["lr"], rel_tol=1e-12, abs_tol=0.0):
+            continue
+        changed.append(f"group {i}: base learning rate {restored} → {wanted['lr']}")
+        if isinstance(scheduler, LambdaLR):
+            group["lr"] = wanted["lr"] * scheduler.lr_lambdas[i](scheduler.last_epoch)
+        else:
+            group["lr"] = group["lr"] * wanted["lr"] / restored if restored else wanted["lr"]
+        if "initial_lr" in group:
+            group["initial_lr"] = wanted["lr"]
+        if base_lrs is not None:
+            base_lrs[i] = wanted["lr"]
+    if changed and hasattr(scheduler, "_last_lr"):
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return changed
+
+
+def _create_optimizer(trainer, model=None):
     args = trainer.args
     if trainer.optimizer is not None or not (args.layer_decay or args.classifier_lr is not None):
         return Trainer.create_optimizer(trainer, model)

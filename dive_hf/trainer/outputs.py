@@ -89,8 +89,14 @@ def write_reports(trainer, output_dir: str) -> None:
         plot.unlink()  # never leave a figure of an older evaluation next to new weights
     args = trainer.args
     if metrics:
+        split = trainer.dataset_info.get("eval_split") or "evaluation"
+        arch = (getattr(trainer.accelerator.unwrap_model(trainer.model), "pretrained_cfg", None) or {}).get(
+            "architecture") or type(trainer.model).__name__
+        teacher = getattr(trainer, "teacher_results", lambda: None)()
         write_eval_report(output_dir, metrics, per_class, trainer.class_counts, args.many_shot_threshold,
-                          args.few_shot_threshold, trainer.dataset_info, "training set", trainer.class_names)
+                          args.few_shot_threshold, trainer.dataset_info, "training set", trainer.class_names,
+                          title=f"{stage_label(trainer)} ({arch}): per-class top-1 on the {split} split",
+                          teacher=teacher)
     else:
         (Path(output_dir) / EVAL_RESULTS_NAME).unlink(missing_ok=True)  # nor its numbers
     write_folder_card(output_dir, args.hub_model_id)

@@ -7,15 +7,11 @@ import logging
 from pathlib import Path
 
 from ..names import CONFIG_NAME
-from ..resume import changed_settings, last_complete_checkpoint, recorded_settings, weights_identity
+from ..resume import DIVE_SETTINGS, changed_settings, last_complete_checkpoint, recorded_settings, weights_identity
 
-__all__ = ["check_resume", "check_same_teacher", "current_settings", "resolve_checkpoint"]
+__all__ = ["check_resume", "check_reuse", "check_same_teacher", "current_settings", "resolve_checkpoint"]
 
 logger = logging.getLogger(__name__)
-
-# The settings of the ``dive`` block compared at resume (the others come from the training arguments).
-_DIVE_SETTINGS = ("stage", "loss", "class_counts", "imbalance_factor", "temperature", "power", "alpha",
-                  "student_temperature")
 
 
 def resolve_checkpoint(output_dir: str, resume_from_checkpoint):
@@ -32,10 +28,11 @@ def resolve_checkpoint(output_dir: str, resume_from_checkpoint):
 def current_settings(trainer) -> dict:
     """This run's values of the settings a checkpoint records (compared at resume)."""
     args, meta = trainer.args, trainer.dive_metadata()
-    settings = {k: meta[k] for k in _DIVE_SETTINGS if k in meta}
+    settings = {k: meta[k] for k in DIVE_SETTINGS if k in meta}
     settings.update(
         seed=args.seed, per_device_train_batch_size=args.per_device_train_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=args.learning_rate,
+        classifier_lr=args.classifier_lr, layer_decay=args.layer_decay,
         num_train_epochs=args.num_train_epochs, weight_decay=args.weight_decay,
         lr_scheduler_type=getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
         effective_train_batch_size=args.per_device_train_batch_size * args.world_size
@@ -66,12 +63,36 @@ def check_resume(checkpoint: str | Path, settings: dict, allow_changed: bool) ->
         for line in refused + warned]
 
 
-def check_same_teacher(checkpoint: str | Path, teacher_sha256: str, teacher_name_or_path: str) -> None:
-    """A DiVE stage resumes only with the teacher it started with (sha256 of its weights, in the checkpoint)."""
+def check_reuse(folder: str | Path, settings: dict) -> None:
+    """A complete stage folder reused as it is (``--resume_from_checkpoint last``) must have been trained with this
+    run's defining settings — the list a checkpoint resume compares (:data:`dive_hf.resume.REFUSED`: τ, p, α, τ_s,
+    class counts, imbalance factor, seed, initial weights, shot thresholds …): its recorded numbers would otherwise
+    be reported under settings they are not of. Refused whatever ``--allow_changed_settings_on_resume`` says (nothing
+    is trained, so nothing could be recorded); the other settings (lr, epochs, batch) are warned about."""
+    refused, warned = changed_settings(recorded_settings(folder), settings)
+    if refused:
+        raise ValueError(
+            f"{folder} is complete but was trained with other settings ({'; '.join(refused)}); its numbers would be "
+            f"reported under the new ones: restore those flags, train it again with --overwrite (without "
+            f"--resume_from_checkpoint), or use another --output_dir")
+    for line in warned:
+        logger.warning("reusing the complete %s, trained with another setting (its numbers are of that run): %s",
+                       folder, line)
+
+
+def check_same_teacher(checkpoint: str | Path, teacher_sha256: str, teacher_name_or_path: str,
+                       reused: bool = False) -> None:
+    """A DiVE stage resumes only with the teacher it started with (sha256 of its weights, in the checkpoint); a
+    complete student folder (``reused``) is only shown beside the teacher it was distilled from."""
     config = Path(checkpoint) / CONFIG_NAME
     recorded = None
     if config.is_file():
         recorded = ((json.loads(config.read_text()).get("dive") or {}).get("teacher") or {}).get("sha256")
+    if recorded and recorded != teacher_sha256 and reused:
+        raise ValueError(
+            f"{checkpoint} was distilled from another teacher (sha256 {recorded[:12]}…) than {teacher_name_or_path} "
+            f"(sha256 {teacher_sha256[:12]}…): it is not reported beside it; distil it again (--stage student "
+            f"--overwrite) or point --teacher_model_name_or_path at the teacher it was distilled from")
     if recorded and recorded != teacher_sha256:
         raise ValueError(
             f"checkpoint {checkpoint} was trained with a different teacher (sha256 {recorded[:12]}…) than "

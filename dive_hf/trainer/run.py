@@ -8,6 +8,7 @@ from pathlib import Path
 from transformers import Trainer
 
 from ..atomic import write_json
+from ..checkpoint_files import check_checkpoint_files
 from ..names import RUN_LOG_NAME
 from ..preemption import TrainingInterrupted
 from ..resume import last_complete_checkpoint, read_json_object
@@ -24,6 +25,7 @@ def train(trainer, transformers_train, resume_from_checkpoint=None, *args, **kwa
     runs, ``failed`` (and why) if it raises or diverged, ``interrupted`` if a signal stopped it."""
     resume_from_checkpoint = resolve_checkpoint(trainer.args.output_dir, resume_from_checkpoint)
     if resume_from_checkpoint:
+        check_checkpoint_files(resume_from_checkpoint)  # a truncated or garbled file, named before any work
         trainer.check_resume(resume_from_checkpoint)
     trainer.write_run_log("running")  # what is running, readable while it runs (rewritten at every save)
     try:
