@@ -20,7 +20,8 @@ _WARNED_WARMUP: set[tuple[float, float]] = set()  # (warmup_epochs, num_train_ep
 def check_training_length(args) -> None:
     """Refuse a training length or batch that cannot train: ``num_train_epochs`` NaN, or ≤ 0 / infinite without
     ``max_steps > 0`` (the Trainer would run no step — or never stop — and still write a "complete" folder of the
-    random initial weights), and a per-device batch below 1 (the evaluation batch would fail only after training)."""
+    random initial weights), a per-device batch or accumulation below 1 (the evaluation batch would fail only after
+    training), a NaN/infinite/negative learning rate or a NaN/infinite weight decay."""
     epochs = float(args.num_train_epochs)
     if math.isnan(epochs):
         raise ValueError(f"num_train_epochs={args.num_train_epochs}: not a number; give the training length in "
@@ -30,9 +31,13 @@ def check_training_length(args) -> None:
                          f"--max_steps > 0, which then sets the training length): "
                          + ("no training step would run, and the folder would hold untrained weights" if epochs <= 0
                             else "the training would never end"))
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"{name}={getattr(args, name)}: must be ≥ 1")
+    if not 0 <= float(args.learning_rate) < math.inf:
+        raise ValueError(f"learning_rate={args.learning_rate}: must be a finite number ≥ 0")
+    if not math.isfinite(float(args.weight_decay)):
+        raise ValueError(f"weight_decay={args.weight_decay}: must be a finite number")
 
 
 def warn_unfinished_warmup(args) -> None:

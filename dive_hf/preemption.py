@@ -10,15 +10,20 @@ others in their next all-reduce): the flag is combined across processes every ``
 all-reduce — not every step, to keep training free of per-step host synchronisation). A second Ctrl-C stops at
 once; repeated SIGTERMs are absorbed (SLURM signals every process and torchrun forwards its own). Handlers are
 installed only while training runs.
+
+Outside the training loop (the virtual-example pass, the final evaluation) there is no step to finish: inside
+:func:`stop_on_signal` a signal stops the work at once, the caller records the run log ``interrupted``, and the same
+:class:`TrainingInterrupted` ends the launch (exit code 143, output lock released).
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
 from transformers import TrainerCallback
 
-__all__ = ["GracefulStop", "TrainingInterrupted"]
+__all__ = ["GracefulStop", "TrainingInterrupted", "stop_on_signal"]
 
 
 class TrainingInterrupted(RuntimeError):
@@ -68,6 +73,39 @@ class GracefulStop(TrainerCallback):
     @property
     def signal_name(self) -> str:
         return signal.Signals(self.received).name if self.received else "a signal on another process"
+
+
+class _Stopped(BaseException):
+    """Raised by :func:`stop_on_signal`'s handler; a ``BaseException`` (as ``KeyboardInterrupt``), so that no
+    ``except Exception`` on the way (e.g. one that records an evaluation as failed) takes it for an error."""
+
+
+@contextlib.contextmanager
+def stop_on_signal(what: str, on_stop=None, signals=(signal.SIGTERM, signal.SIGINT)):
+    """Stop the block at once on SIGTERM / SIGINT: ``on_stop(message)`` (e.g. mark the run log ``interrupted``),
+    then :class:`TrainingInterrupted` ("stopped by SIGTERM during {what}"). Repeated signals are absorbed; only in the
+    main thread (elsewhere the block runs unguarded)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handle(signum, frame):
+        if not received:  # the first one stops; SLURM and torchrun may send more
+            received.append(signum)
+            raise _Stopped()
+
+    previous = {sig: signal.signal(sig, handle) for sig in signals}
+    try:
+        yield
+    except _Stopped:
+        message = f"stopped by {signal.Signals(received[0]).name} during {what}"
+        if on_stop is not None:
+            on_stop(message)
+        raise TrainingInterrupted(message) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _any_process(flag: bool) -> bool:

@@ -19,6 +19,7 @@ from .atomic import write_json
 from .config import BalancedSoftmaxConfig, DiVEConfig
 from .data.sources import DataArguments, load_splits, load_val_split
 from .lock import output_lock
+from .preemption import stop_on_signal
 from .presets import set_scaled_learning_rate, split_global_batch
 from .resume import read_json_object
 from .run_log import describe_batch
@@ -253,14 +254,18 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
             if report is None:  # the teacher's logits once, for every (τ, p) of the launch
                 taus = sorted({p.temperature for p in plans if p.kind == "student"})
                 powers = sorted({p.power for p in plans if p.kind == "student"})
-                with torch.random.fork_rng(devices=[]):  # must not shift the student's random augmentation
+                with torch.random.fork_rng(devices=[]), stop_on_signal(  # must not shift the student's augmentation
+                        "the virtual-example pass, before training", _record_stop(trainer, "continue", False)):
                     report = teacher_report(
                         trainer.teacher.model, train_raw, taus, powers, args.many_shot_threshold,
                         args.few_shot_threshold, batch_size=args.per_device_eval_batch_size, device=str(args.device),
                         num_workers=args.dataloader_num_workers, label_column=label_column,
                         image_column=image_column, progress=not args.disable_tqdm)
                 results["virtual_examples"] = report
-            write_virtual_examples(_virtual_example_rows(report, plan.temperature, plan.power), plan.folder)
+            teacher_name = model_spec(recipe, training, "teacher").label(short=True)
+            write_virtual_examples(_virtual_example_rows(report, plan.temperature, plan.power), plan.folder,
+                                   title=f"Virtual examples of the teacher ({teacher_name}) at τ={plan.temperature:g}, "
+                                         f"p={plan.power:g}, vs real training images")
         if plan.action == "evaluate":
             say(f"{plan.name}: {plan.folder} finished training; evaluating it (--resume_from_checkpoint)")
             trainer.check_resume(plan.folder)  # the folder's weights were trained with these settings (or refuse)
@@ -270,9 +275,10 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                 say(f"{plan.name}: resuming from {plan.checkpoint}")
             trainer.train(resume_from_checkpoint=plan.checkpoint)
             trainer.save_trained()  # the final weights are safe before the final evaluation runs
-        results[plan.name] = (trainer.final_evaluation(test if val is not None else None) if test is not None
-                              else {})
-        trainer.save_model()
+        with stop_on_signal("the final evaluation", _record_stop(trainer, "evaluate the saved weights", True)):
+            results[plan.name] = (trainer.final_evaluation(test if val is not None else None) if test is not None
+                                  else {})
+            trainer.save_model()
         del trainer
         if main_process and replaced.exists() and recipe.overwrite:
             shutil.rmtree(replaced)
@@ -311,6 +317,14 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     if report is not None:
         results["table"] += "\n\n" + format_virtual_examples(report)
     return results
+
+
+def _record_stop(trainer, then: str, trained: bool):
+    """What :func:`~dive_hf.preemption.stop_on_signal` does on a signal outside the training loop: the run log says
+    ``interrupted`` (with ``trained`` when the final weights are saved, so that a resume only evaluates)."""
+    return lambda message: trainer.write_run_log(
+        "interrupted", error=f"{message}; {then} with --resume_from_checkpoint last", **({"trained": True} if trained
+                                                                                           else {}))
 
 
 def _recorded_metrics(folder: Path) -> dict:

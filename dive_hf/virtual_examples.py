@@ -163,13 +163,13 @@ def training_fit(correct: np.ndarray, seen: np.ndarray, groups: dict[str, list[i
             **{f"{g}_shot_accuracy": share(np.asarray(m, dtype=int)) for g, m in groups.items()}}
 
 
-def write_virtual_examples(report: dict, output_dir: str | Path) -> tuple[Path, Path]:
+def write_virtual_examples(report: dict, output_dir: str | Path, title: str | None = None) -> tuple[Path, Path]:
     from .atomic import write_json
     from .plots import plot_virtual_examples
 
     output_dir = Path(output_dir)
     write_json(output_dir / "virtual_examples.json", report)
-    plot_virtual_examples(report, output_dir / "virtual_examples.png")
+    plot_virtual_examples(report, output_dir / "virtual_examples.png", **({"title": title} if title else {}))
     return output_dir / "virtual_examples.json", output_dir / "virtual_examples.png"
 
 
@@ -189,5 +189,6 @@ def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     many, few = args.thresholds(config.get("dive") or {})
     report = teacher_report(teacher, train, args.temperatures, args.powers, many, few, args.batch_size, args.device,
                             args.num_workers, label_column, args.image_column)
-    paths = write_virtual_examples(report, args.output_dir or default_output_dir("virtual_examples", args.teacher))
+    paths = write_virtual_examples(report, args.output_dir or default_output_dir("virtual_examples", args.teacher),
+                                   title=f"Virtual examples of {args.teacher} vs real training images")
     return {"report": report, "table": format_virtual_examples(report), "paths": [str(p) for p in paths]}

@@ -30,6 +30,9 @@ def _quickstart(argv, capsys):
     (["--lr_reference_batch", "0"], "--lr_reference_batch 0"),
     (["--eval_every_epochs", "-1"], "--eval_every_epochs -1"),
     (["--per_device_eval_batch_size", "0"], "per_device_eval_batch_size=0"),
+    (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps=0"),
+    (["--learning_rate", "nan"], "learning_rate=nan"),
+    (["--weight_decay", "inf"], "weight_decay=inf"),
     (["--push_to_hub", "true", "--teacher_repo_id", "bad/id/x", "--student_repo_id", "me/s"],
      "--teacher_repo_id 'bad/id/x'"),
     (["--push_to_hub", "true", "--teacher_repo_id", "me/t", "--student_repo_id", "me//s"],
@@ -129,7 +132,8 @@ def _make_list(tmp_path, case: str):
     ("full-width digit", ValueError, r"train\.txt:2: label '\uff13' is not an integer written with the ASCII digits"),
     ("underscore", ValueError, r"train\.txt:2: label '1_0' is not an integer"),
     ("symlink loop", ValueError, r"split file .*loop_a is a symbolic-link loop"),
-    ("dangling symlink", FileNotFoundError, r"split file .*train\.txt is a symbolic link to .*gone\.txt.*does not exist"),
+    ("dangling symlink", FileNotFoundError,
+     r"split file .*train\.txt is a symbolic link to .*gone\.txt.*does not exist"),
     ("folder", IsADirectoryError, r"split file .*train\.txt is a folder, not a file"),
 ])
 def test_bad_split_lists_name_the_file_the_lines_and_the_image(tmp_path, image_root, case, error, match):

@@ -319,7 +319,7 @@ def test_overwrite_keeps_the_complete_folder_aside_across_failed_retries(complet
     import shutil
 
     out = tmp_path / "run"
-    shutil.copytree(complete_run, out)
+    shutil.copytree(complete_run, out, ignore=shutil.ignore_patterns("student"))  # no student to orphan
     before = _tree(out / "teacher")
     (out / "teacher.previous").mkdir()  # as a failed earlier --overwrite leaves it: complete folder aside...
     for name in before:

@@ -216,3 +216,72 @@ def test_a_failed_push_leaves_config_and_card_byte_identical(hub, tmp_path):
     assert "hf-hub:tester/failing" in (folder / "README.md").read_text()
     assert hub.files("tester/failing")["README.md"] == (folder / "README.md").read_bytes()
     assert hub.files("tester/failing")["config.json"] == (folder / "config.json").read_bytes()
+
+
+SIGNAL_RUNNER = r"""
+import os, signal, sys
+from transformers import TrainerCallback
+import dive_hf.evaluation, dive_hf.trainer
+from dive_hf.quickstart import main
+
+def term():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+if os.environ["SIGNAL_DURING"] == "final evaluation":
+    class Term(TrainerCallback):
+        def on_prediction_step(self, args, state, control, **kwargs):
+            term()
+
+    original = dive_hf.trainer.BalancedSoftmaxTrainer.final_evaluation
+
+    def final_evaluation(self, *args, **kwargs):
+        self.add_callback(Term())
+        return original(self, *args, **kwargs)
+
+    dive_hf.trainer.BalancedSoftmaxTrainer.final_evaluation = final_evaluation
+else:  # the virtual-example pass: the teacher's logits over the training split, before the student trains
+    original = dive_hf.evaluation.iter_logits
+
+    def iter_logits(*args, **kwargs):
+        for batch in original(*args, **kwargs):
+            term()
+            yield batch
+
+    dive_hf.evaluation.iter_logits = iter_logits
+sys.exit(main(sys.argv[1:], prog="signal_runner"))
+"""
+
+
+def test_sigterm_outside_the_training_loop_marks_the_run_interrupted_and_releases_the_lock(tmp_path, tiny_data):
+    """Regression: SIGTERM during the final evaluation or the virtual-example pass killed the launch ("Terminated",
+    exit -15): the run log kept saying `trained` and the output lock stayed. Now it ends as a SIGTERM during
+    training does: status `interrupted`, exit code 143 with one line, lock released; the resume evaluates only."""
+    from dive_hf.lock import LOCK_NAME
+    from test_reliability import TINY
+
+    out = tmp_path / "run"
+    teacher, student = out / "teacher", out / "student"
+
+    def launch(during, *flags):
+        env = {**os.environ, "SIGNAL_DURING": during, "PYTHONPATH": _package_root(), "CUDA_VISIBLE_DEVICES": ""}
+        proc = subprocess.run([sys.executable, "-c", SIGNAL_RUNNER, *TINY, "--output_dir", str(out), *flags],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 143, (proc.returncode, proc.stderr[-3000:])
+        assert "Traceback" not in proc.stderr
+        assert f"stopped by SIGTERM during the {during}" in proc.stderr.strip().splitlines()[-1]
+        assert not (out / LOCK_NAME).exists()
+        return proc
+
+    launch("final evaluation", "--stage", "teacher")
+    log = json.loads((teacher / "run_log.json").read_text())
+    assert log["status"] == "interrupted" and log["trained"] is True, log
+    assert "--resume_from_checkpoint last" in log["error"]
+    weights = _sha(teacher / "model.safetensors")
+    # both stages, virtual examples on: the teacher is only evaluated, then the student's virtual-example pass stops
+    proc = launch("virtual-example pass", "--virtual_examples", "true", "--resume_from_checkpoint", "last")
+    assert "teacher: " in proc.stdout and "finished training; evaluating it" in proc.stdout
+    assert json.loads((teacher / "run_log.json").read_text())["status"] == "complete"
+    assert _sha(teacher / "model.safetensors") == weights
+    log = json.loads((student / "run_log.json").read_text())
+    assert log["status"] == "interrupted" and "--resume_from_checkpoint last" in log["error"], log
+    assert not (student / "model.safetensors").exists()

@@ -73,9 +73,14 @@ def write_curves(trainer, output_dir: str) -> None:
     state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
     write_json(Path(output_dir) / TRAINER_STATE_NAME, state)
     # no picture of a run too short to have logged a loss (fewer steps than logging_steps)
-    label, folder = stage_label(trainer), Path(output_dir).name
+    label, folder = f"{stage_label(trainer)} ({_architecture(trainer)})", Path(output_dir).name
     plot_training_curves(history, Path(output_dir) / TRAINING_CURVES_NAME,
                          title=label if folder == trainer._stage else f"{label} — {folder}")
+
+
+def _architecture(trainer) -> str:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
 
 
 def write_reports(trainer, output_dir: str) -> None:
@@ -90,12 +95,10 @@ def write_reports(trainer, output_dir: str) -> None:
     args = trainer.args
     if metrics:
         split = trainer.dataset_info.get("eval_split") or "evaluation"
-        arch = (getattr(trainer.accelerator.unwrap_model(trainer.model), "pretrained_cfg", None) or {}).get(
-            "architecture") or type(trainer.model).__name__
         teacher = getattr(trainer, "teacher_results", lambda: None)()
         write_eval_report(output_dir, metrics, per_class, trainer.class_counts, args.many_shot_threshold,
                           args.few_shot_threshold, trainer.dataset_info, "training set", trainer.class_names,
-                          title=f"{stage_label(trainer)} ({arch}): per-class top-1 on the {split} split",
+                          title=f"{stage_label(trainer)} ({_architecture(trainer)}): per-class top-1 on the {split} split",
                           teacher=teacher)
     else:
         (Path(output_dir) / EVAL_RESULTS_NAME).unlink(missing_ok=True)  # nor its numbers
