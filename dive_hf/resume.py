@@ -81,7 +81,8 @@ def resume_point(resume: str | bool | None, folder: str | Path, single_stage: bo
 
 # ---- settings a checkpoint was trained with --------------------------------------------------------------------------
 # One list for both comparisons: a checkpoint resumed (trainer/resume_checks.check_resume) and a complete stage
-# folder reused by ``--resume_from_checkpoint last`` (check_reuse): each compares these recorded settings with the run's.
+# folder reused by ``--resume_from_checkpoint last`` (check_reuse) compare these
+# recorded settings with the run's.
 #: Settings that define what is trained and reported (the shot thresholds define its many/medium/few numbers):
 #: resuming with another value would mix two runs under one name; reusing a complete folder would report its numbers
 #: under settings it was not trained with.

@@ -206,6 +206,8 @@ def run_log(trainer, extra: dict | None = None, status: str = "running", error: 
         "launcher": launcher()[0],
         "seed": args.seed,
         "world_size": args.world_size,
+        "distributed_type": str(getattr(trainer.accelerator.distributed_type, "value",
+                                        trainer.accelerator.distributed_type)),  # what ran: DDP, FSDP, DeepSpeed…
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "effective_train_batch_size": args.per_device_train_batch_size * args.world_size

@@ -152,3 +152,20 @@ def test_fsdp_config_on_cpus_is_plain_ddp(tmp_path):
     _run(launcher, [str(script), str(tmp_path)], timeout=300)
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}.txt").read_text() == "true 2 2 MULTI_CPU None DistributedDataParallel"
+
+
+def test_a_trainer_says_when_the_launch_asked_for_fsdp_and_did_not_get_it(tmp_path, tiny_splits, monkeypatch, caplog):
+    """Since Accelerate drops FSDP in silence on CPUs (above), dive_hf says so, and the run log records what ran."""
+    import logging
+
+    from dive_hf import BalancedSoftmaxConfig, BalancedSoftmaxTrainer
+
+    _, train, _ = tiny_splits
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    args = BalancedSoftmaxConfig(output_dir=str(tmp_path / "t"), max_steps=1, per_device_train_batch_size=8,
+                                 report_to="none", use_cpu=True, disable_tqdm=True)
+    with caplog.at_level(logging.WARNING, logger="dive_hf.trainer.base"):
+        trainer = BalancedSoftmaxTrainer(model="resnet20_cifar", args=args, train_dataset=train)
+    assert any("asked for FSDP" in r.getMessage() for r in caplog.records)
+    trainer.train()
+    assert json.loads((tmp_path / "t" / "run_log.json").read_text())["distributed_type"] == "NO"

@@ -126,7 +126,8 @@ def test_replacing_a_teacher_never_orphans_its_students(checkpointed_run, tmp_pa
     from dive_hf.stage_plan import plan_stages
 
     out = _copy(checkpointed_run, tmp_path)
-    shutil.copytree(out / "student", out / "student_t6_p1")  # a second student of the same teacher
+    # a second student of the same teacher, interrupted (its checkpoint only): it could never be resumed after
+    shutil.copytree(out / "student" / "checkpoint-2", out / "student_t6_p1" / "checkpoint-2")
     before = _tree(out)
     code, _, err = _quickstart([*CHECKPOINTED, "--stage", "teacher", "--overwrite", "--output_dir", str(out)], capsys)
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err

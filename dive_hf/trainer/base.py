@@ -2,6 +2,9 @@
 ``transformers.Trainer`` hooks only; what they call lives in the sibling modules (see the package docstring)."""
 from __future__ import annotations
 
+import logging
+import os
+
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
@@ -71,6 +74,11 @@ class BalancedSoftmaxTrainer(Trainer):
             self.add_callback(StageProgress(stage_label(self)))
         elif self.args.disable_tqdm and self.pop_callback(PrinterCallback) is not None:
             self.add_callback(StageLog(stage_label(self)))
+        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not self.is_fsdp_enabled:
+            logging.getLogger(__name__).warning(
+                "the launch asked for FSDP (ACCELERATE_USE_FSDP=true) but Accelerate runs this %s process without it "
+                "(it engages FSDP only on GPUs/NPUs/XPUs): the model is trained with %s; run_log.json records it",
+                self.accelerator.distributed_type, self.accelerator.distributed_type)
         self.resume_changes: list[str] = []  # settings changed at a resume (allowed or warned), as recorded
         self._loss_parts = LossParts()  # logged next to "loss" (see _record)
         self._uint8_normalizer: UInt8Normalizer | None = None  # made for the first uint8 batch (see _pixels)
