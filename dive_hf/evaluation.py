@@ -96,11 +96,55 @@ class EvaluateArguments(InferenceArguments):
     device: str | None = field(default=None, metadata={"help": "cpu or cuda (default: cuda if present); one GPU: "
                                                        "CUDA_VISIBLE_DEVICES=N, several: accelerate launch."})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
+    on_training_split: bool = field(default=False, metadata={"help": (
+        "Score the long-tailed training split the model was trained on (its data flags and imbalance factor as "
+        "recorded in the folder; the class counts must match the checkpoint's), without augmentation: how well it "
+        "fits its training set, overall and per shot group.")})
 
     def __post_init__(self):
-        super().__post_init__()
         if not self.model:
             raise ValueError("give the model: `dive-hf evaluate MODEL ...` (a folder or a Hub repo id)")
+        sources = (self.dataset, self.train_list, self.eval_list, self.inat_train_json, self.inat_val_json)
+        self.data_from_model = not any(sources)  # the data flags the folder recorded (run_evaluate)
+        if not self.data_from_model:
+            super().__post_init__()
+
+
+def evaluation_data(args: EvaluateArguments, config: dict) -> tuple[DataArguments, bool]:
+    """``(data flags, score the training split)``: the command line's, or — without data flags — those the model
+    folder recorded (:func:`~dive_hf.data.sources.recorded_data_arguments`); ``--on_training_split`` takes the
+    imbalance factor from the checkpoint when the flags do not give one."""
+    from dataclasses import fields
+
+    from .data.sources import recorded_data_arguments
+
+    if not args.data_from_model:
+        if args.on_training_split and args.imbalance_factor is None and not str(args.dataset).startswith("embedded:"):
+            wanted = (config.get("dive") or {}).get("imbalance_factor")
+            if args.dataset and wanted:
+                args.imbalance_factor = float(wanted)
+        return args, args.on_training_split
+    recorded = recorded_data_arguments(args.model, config) if Path(args.model).is_dir() else {}
+    if not recorded:
+        raise ValueError(f"{args.model} does not record the data it was trained on (no run_log.json with the data "
+                         f"flags): give the data, e.g. --dataset, --eval_list or --inat_val_json")
+    defaults = {f.name: f.default for f in fields(DataArguments) if f.init}
+    given = {k: getattr(args, k) for k in ("eval_split", "val_split", "image_root")
+             if getattr(args, k) != defaults.get(k)}  # e.g. another split, or the images moved
+    return DataArguments(**{**recorded, **given}), args.on_training_split
+
+
+def _training_split(train, counts: list[int] | None, model: str, label_column: str):
+    """The training split to score with ``--on_training_split``, checked against the checkpoint's class counts (it
+    must be the split the model saw, not the balanced pool or another imbalance factor)."""
+    if train is None:
+        raise ValueError("--on_training_split: these data flags give no training split")
+    found = split_class_counts(train, label_column)
+    if counts and list(found) != list(counts):
+        raise ValueError(f"--on_training_split: the training split these data flags give has {sum(found):,} images "
+                         f"({max(found)} → {min(found)} per class), but {model} was trained on {sum(counts):,} "
+                         f"({max(counts)} → {min(counts)}); give the --imbalance_factor (or lists) it was trained with")
+    return train
 
 
 def run_evaluate(args: EvaluateArguments) -> dict:
@@ -116,11 +160,14 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     model, config = load_stage_model(args.model, args.revision)
     dive = config.get("dive") or {}
     names = config.get("label_names")
-    train, evaluation = load_splits(args, class_names=names)
+    data_args, on_training = evaluation_data(args, config)
+    train, evaluation = load_splits(data_args, class_names=names)
+    label_column = data_args.split_label_column
+    if on_training:
+        evaluation = _training_split(train, dive.get("class_counts"), args.model, label_column)
     if evaluation is None:
         raise ValueError("no evaluation split: give --eval_list, --inat_val_json or a --dataset with an "
-                         f"{args.eval_split!r} split")
-    label_column = args.split_label_column
+                         f"{data_args.eval_split!r} split")
     check_same_classes(names, evaluation.features[label_column].names, f"evaluation split vs model {args.model}")
     if dive.get("class_counts"):
         counts, source = dive["class_counts"], "checkpoint"
@@ -132,7 +179,8 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     many, few = args.thresholds(dive)
     if len(evaluation) == 0:
         raise ValueError("empty evaluation set: no images to score")
-    data = attach_transform(evaluation, model_transform(model, train=False), args.image_column, label_column)
+    data = attach_transform(evaluation, model_transform(model, train=False), data_args.split_image_column,
+                            label_column)
     config = prediction_config(output_dir, args.batch_size, args.device, args.num_workers, args.bf16,
                                many_shot_threshold=many, few_shot_threshold=few)
     trainer = BalancedSoftmaxTrainer(model=model, args=config, class_counts=counts, compute_metrics=_no_metrics)
@@ -140,13 +188,16 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     logits, labels = np.asarray(predicted.predictions, np.float32), np.asarray(predicted.label_ids, np.int64)
     result = long_tail_accuracy(logits, labels, counts, many, few)
     metrics = {f"eval_{k}": v for k, v in result.items() if k != "per_class_accuracy"}
-    dataset = {"name": getattr(evaluation.info, "dataset_name", None), "eval_split": str(evaluation.split or
-               args.eval_split), "eval_fingerprint": evaluation._fingerprint, "eval_size": len(evaluation)}
+    split = str(evaluation.split or data_args.eval_split) + (" (the long-tailed split it was trained on)"
+                                                             if on_training else "")
+    dataset = {"name": getattr(evaluation.info, "dataset_name", None) or data_args.dataset, "eval_split": split,
+               "eval_fingerprint": evaluation._fingerprint, "eval_size": len(evaluation)}
     if trainer.is_world_process_zero():
         write_eval_report(output_dir, metrics, result["per_class_accuracy"], counts, many, few, dataset, source, names,
-                          model=evaluated)
+                          model=evaluated, title=f"{model_folder_name(args.model)}: per-class top-1 on the {split} "
+                                                 f"split")
     table = format_results({model_folder_name(args.model): metrics}, counts, shot_groups(counts, many, few),
-                           many, few, title=f"{args.model} on {dataset['name'] or 'the evaluation split'} "
+                           many, few, title=f"{args.model} on {dataset['name'] or 'the evaluation split'}, {split} "
                                             f"({len(evaluation):,} images; class counts from the {source})")
     return {"metrics": metrics, "table": table, "output_dir": str(output_dir)}
 
@@ -178,7 +229,8 @@ def report_folder(args: EvaluateArguments) -> tuple[Path, str]:
     recorded = _report_of(folder)
     if recorded not in (None, evaluated):
         raise FileExistsError(f"--output_dir {folder} holds the {EVAL_RESULTS_NAME} of "
-                              f"{recorded or 'another evaluation'}, not of {evaluated}; choose another --output_dir")
+                              f"{recorded or 'another evaluation (it names no model)'}, not of {evaluated}; choose "
+                              f"another --output_dir")
     return folder, evaluated
 
 

@@ -100,9 +100,9 @@ def format_virtual_examples(report: dict) -> str:
     if fit and fit.get("accuracy") is not None:
         shares = {g: fit.get(f"{g}_shot_accuracy") for g in ("many", "medium", "few")}
         groups = ", ".join(f"{g} {_fmt(None if v is None else 100 * v, '.2f')}" for g, v in shares.items())
-        lines.append(f"teacher's fit to its {fit['images']:,} training images (top-1 %, no augmentation): "
-                     f"{100 * fit['accuracy']:.2f} overall — {groups}; a teacher far from fitting its training set "
-                     f"hands out near-uniform targets")
+        lines.append(f"training fit of the teacher (top-1 % on its {fit['images']:,} training images, no "
+                     f"augmentation): {100 * fit['accuracy']:.2f} overall — {groups}; a teacher far from fitting "
+                     f"its training set hands out near-uniform targets")
     return "\n".join(lines)
 
 
@@ -153,14 +153,19 @@ def teacher_report(teacher, train_raw, temperatures, powers, many: int, few: int
 
 
 def training_fit(correct: np.ndarray, seen: np.ndarray, groups: dict[str, list[int]]) -> dict:
-    """Top-1 of the teacher on its own training images (eval transform): overall and per shot group, over images.
-    The first diagnostic of a DiVE run: a teacher that under-fits hands out near-uniform virtual targets."""
-    def share(members) -> float | None:
-        n = seen[members].sum()
-        return float(correct[members].sum() / n) if n else None
+    """Top-1 of the teacher on its own training images (eval transform): overall (over images) and per shot group
+    (the mean per-class accuracy of the group, as :func:`~dive_hf.long_tail_accuracy` and ``dive-hf evaluate
+    --on_training_split`` report it). The first diagnostic of a DiVE run: a teacher that under-fits hands out
+    near-uniform virtual targets."""
+    per_class = np.divide(correct, seen, out=np.full(len(seen), np.nan), where=seen > 0)
 
-    return {"images": int(seen.sum()), "accuracy": share(np.arange(len(seen))),
-            **{f"{g}_shot_accuracy": share(np.asarray(m, dtype=int)) for g, m in groups.items()}}
+    def group(members) -> float | None:
+        values = per_class[np.asarray(members, dtype=int)]
+        values = values[~np.isnan(values)]
+        return float(values.mean()) if len(values) else None
+
+    return {"images": int(seen.sum()), "accuracy": float(correct.sum() / seen.sum()) if seen.sum() else None,
+            **{f"{g}_shot_accuracy": group(m) for g, m in groups.items()}}
 
 
 def write_virtual_examples(report: dict, output_dir: str | Path, title: str | None = None) -> tuple[Path, Path]:

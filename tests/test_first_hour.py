@@ -145,7 +145,7 @@ def test_a_sweep_table_has_its_teacher_row_and_the_training_fit(demo_run, tmp_pa
     row = next(line for line in out.splitlines() if line.startswith("teacher (BSCE, recorded)"))
     assert row.split()[3] == f"{100 * teacher['eval_accuracy']:.2f}"
     assert "student τ=3 p=0.5" in out and "student τ=2 p=0.5" in out
-    assert "teacher's fit to its 159 training images" in out
+    assert "training fit of the teacher (top-1 % on its 159 training images" in out
 
 
 def test_the_training_fit_is_the_teachers_accuracy_on_its_own_training_images(demo_run, tiny_data):
@@ -163,8 +163,34 @@ def test_the_training_fit_is_the_teachers_accuracy_on_its_own_training_images(de
     assert fit["images"] == len(train) == 159
     assert fit["accuracy"] == pytest.approx(float((logits.argmax(1) == labels).mean()))
     counts = np.bincount(labels)
-    few = np.isin(labels, np.flatnonzero(counts < 8))  # TINY's few-shot threshold
-    assert fit["few_shot_accuracy"] == pytest.approx(float((logits.argmax(1) == labels)[few].mean()))
+    per_class = [float((logits.argmax(1) == labels)[labels == c].mean()) for c in range(len(counts))]
+    few = np.flatnonzero(counts < 8)  # TINY's few-shot threshold: the mean per-class accuracy, as evaluate reports
+    assert fit["few_shot_accuracy"] == pytest.approx(float(np.mean([per_class[c] for c in few])))
+    from dive_hf.cli import main
+
+    out = demo_run.parent / "fit"
+    assert main(["evaluate", str(demo_run / "teacher"), "--on_training_split", "--output_dir", str(out)]) == 0
+    report = json.loads((out / "eval_results.json").read_text())
+    assert report["dataset"]["eval_size"] == 159 and "trained on" in report["split"]
+    for key in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy"):
+        assert report["metrics"][f"eval_{key}"] == pytest.approx(fit[key])
+
+
+def test_evaluate_takes_the_data_the_folder_records(demo_run, tmp_path, capsys):
+    """`dive-hf evaluate DIR` without data flags scores the split the folder was evaluated on; the training split
+    with another imbalance factor than the checkpoint's is refused."""
+    from dive_hf.cli import run_cli
+
+    assert run_cli(["evaluate", str(demo_run / "teacher"), "--output_dir", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "eval_results.json").read_text())["metrics"]
+    recorded = json.loads((demo_run / "teacher" / "eval_results.json").read_text())["metrics"]
+    for key in ("eval_accuracy", "eval_medium_shot_accuracy", "eval_few_shot_accuracy", "eval_top5_accuracy"):
+        assert again[key] == pytest.approx(recorded[key])
+    capsys.readouterr()
+    assert run_cli(["evaluate", str(demo_run / "teacher"), "--dataset", "embedded:tiny", "--imbalance_factor", "2",
+                    "--on_training_split", "--output_dir", str(tmp_path / "wrong")]) == 2
+    err = capsys.readouterr().err
+    assert "trained on 159" in err and "--imbalance_factor" in err and len(err.strip().splitlines()) == 1
 
 
 # ---- item 8 and 9: Python-built folders, short stages -------------------------------------------------------------

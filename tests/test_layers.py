@@ -22,7 +22,7 @@ LAYERS = [
     ("training parts", ["dive_hf.models", "dive_hf.losses", "dive_hf.metrics", "dive_hf.config", "dive_hf.presets",
                         "dive_hf.schedules", "dive_hf.nonfinite", "dive_hf.preemption"]),
     ("records", ["dive_hf.card", "dive_hf.report", "dive_hf.plots", "dive_hf.curves", "dive_hf.run_log",
-                 "dive_hf.resume"]),
+                 "dive_hf.resume", "dive_hf.checkpoint_files"]),
     ("hub", ["dive_hf.hub"]),
     ("stage tools", ["dive_hf.teacher", "dive_hf.stage_plan", "dive_hf.initial_weights",
                      "dive_hf.stage_models"]),

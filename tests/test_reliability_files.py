@@ -27,7 +27,7 @@ def _package_root() -> str:
     return str(Path(dive_hf.__file__).resolve().parents[1])
 
 
-# ---- (6) the output lock --------------------------------------------------------------------------------------------
+# ---- (6) the output lock ------------------------------------------------------------------------------------------
 def _dead_pid() -> int:
     """The pid of a process of this host that has exited."""
     pid = os.fork()
@@ -47,10 +47,10 @@ def _contend(folder, start, start_at, hold, results):
         pass
     try:
         with output_lock(folder):
-            results.put("held")
+            results.put(("held", os.getpid()))
             hold.wait(timeout=30)
     except RunError as e:
-        results.put("refused" if "being written by another launch" in str(e) else f"error: {e}")
+        results.put(("refused", str(e)))
         hold.wait(timeout=30)
 
 
@@ -74,7 +74,9 @@ def test_launches_released_together_against_a_stale_lock_never_both_hold_it(tmp_
         outcomes = sorted(results.get(timeout=60) for _ in procs)
         for p in procs:
             p.join(timeout=30)
-        assert outcomes == ["held"] + ["refused"] * (launches - 1), f"trial {trial}: {outcomes}"
+        assert [kind for kind, _ in outcomes] == ["held"] + ["refused"] * (launches - 1), f"trial {trial}: {outcomes}"
+        holder = f"process {outcomes[0][1]} on {socket.gethostname()}"  # the refusals name the launch that holds it
+        assert all("being written by another launch" in e and holder in e for _, e in outcomes[1:]), outcomes
         assert not (folder / LOCK_NAME).exists(), f"trial {trial}"
 
 
@@ -96,7 +98,7 @@ def test_a_launch_never_removes_a_lock_that_is_not_its_own(tmp_path):
     assert lock.read_text() == other
 
 
-# ---- (7) dive-hf data --json / --plot -------------------------------------------------------------------------------
+# ---- (7) dive-hf data --json / --plot -----------------------------------------------------------------------------
 def _one_line_error(run_cli, argv, capsys) -> str:
     """Run ``dive-hf ARGV`` expecting exit code 2 and exactly one line on stderr; returns it."""
     capsys.readouterr()  # what earlier commands printed (progress bars)
@@ -137,7 +139,7 @@ def test_data_json_and_plot_never_replace_an_input_or_an_unrelated_file(tmp_path
     assert json.loads(notes.read_text())["classes"] == 3 and _sha(photo) != before[photo]
 
 
-# ---- (5) dive-hf evaluate never writes another model's report --------------------------------------------------------
+# ---- (5) dive-hf evaluate never writes another model's report -----------------------------------------------------
 def test_evaluate_never_writes_into_a_model_folder_or_over_another_models_report(two_stage_run, tmp_path,
                                                                                  monkeypatch, capsys):
     """Regression: `dive-hf evaluate TEACHER --output_dir STUDENT_FOLDER` replaced the student's eval_results.json
@@ -174,7 +176,7 @@ def test_evaluate_never_writes_into_a_model_folder_or_over_another_models_report
     capsys.readouterr()
 
 
-# ---- weak cases: one line, naming the flag and the file ---------------------------------------------------------------
+# ---- weak cases: one line, naming the flag and the file -----------------------------------------------------------
 @pytest.mark.parametrize("inside", [False, True], ids=["is-a-file", "inside-a-file"])
 def test_an_output_dir_that_is_a_file_is_one_line_naming_the_flag(tmp_path, capsys, inside):
     """Regression: `--output_dir …/config.json` (an existing file) failed with "[Errno 17] File exists: …"."""

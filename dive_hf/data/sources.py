@@ -11,7 +11,7 @@ from .long_tail import make_long_tailed
 from .split_list import load_inat_json, load_split_list
 from .synthetic import EMBEDDED_PRESETS, load_embedded
 
-__all__ = ["DataArguments", "check_image_column", "load_splits", "load_val_split"]
+__all__ = ["DataArguments", "check_image_column", "load_splits", "load_val_split", "recorded_data_arguments"]
 
 
 @dataclass
@@ -171,3 +171,28 @@ def load_val_split(args: DataArguments, class_names: list[str] | None = None) ->
         raise ValueError(f"--val_split {args.val_split!r}: dataset {name!r} has no such split (splits: {splits})")
     check_image_column(data[args.val_split], args.image_column, name, args.val_split)
     return data[args.val_split]
+
+
+def recorded_data_arguments(model: str, config: dict | None = None) -> dict:
+    """The data flags a stage folder was trained with — its ``run_log.json``'s ``data`` (what a recipe recorded),
+    else the embedded preset and imbalance factor its ``config.json`` names — for scoring it again on the same data
+    (``dive-hf evaluate MODEL`` without data flags, ``--on_training_split``). Empty when neither says."""
+    import json
+    from dataclasses import fields
+
+    from ..names import RUN_LOG_NAME
+
+    try:
+        log = json.loads((Path(model) / RUN_LOG_NAME).read_text())
+    except (OSError, ValueError):
+        log = {}
+    recorded = log.get("data") if isinstance(log, dict) else None
+    if isinstance(recorded, dict) and recorded:
+        names = {f.name for f in fields(DataArguments) if f.init}
+        return {key: value for key, value in recorded.items() if key in names}
+    dive = (config or {}).get("dive") or {}
+    name = str((dive.get("dataset") or {}).get("name") or "")
+    if name.startswith("dive_hf-embedded-") and name.removeprefix("dive_hf-embedded-") in EMBEDDED_PRESETS:
+        return {"dataset": f"embedded:{name.removeprefix('dive_hf-embedded-')}",
+                "imbalance_factor": dive.get("imbalance_factor")}
+    return {}

@@ -21,13 +21,11 @@ id order (logged, and the original ids kept in the split's provenance as ``categ
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import datasets
 
 from ..names import file_sha256
 from .cache import cache_root, cached_dataset
+from .paths import check_path, inside_root
 
 __all__ = ["load_split_list", "load_inat_json", "MAX_CLASSES", "SPLIT_SOURCE_KEY"]
 
@@ -194,15 +193,6 @@ def _infer_class_names(records: list[_Record], num_classes: int) -> list[str]:
     return names
 
 
-def _inside_root(path: str) -> bool:
-    """Whether ``path`` (as written in the split) stays under the image root: relative, and no ``..`` climbing
-    above it. Lexical only: symbolic links inside the root are the user's own layout and are followed."""
-    if os.path.isabs(path):
-        return False
-    norm = os.path.normpath(path)
-    return norm != ".." and not norm.startswith(".." + os.sep)
-
-
 def _check_records(records: list[_Record], image_root: Path, num_classes: int, source: Path, names_given: bool,
                    allow_outside_root: bool = False) -> None:
     if not records:
@@ -213,7 +203,7 @@ def _check_records(records: list[_Record], image_root: Path, num_classes: int, s
             raise ValueError(f"{r.where}: label {r.label} is outside [0, {num_classes}) ({num_classes} {given})")
     if not allow_outside_root:
         for r in records:
-            if not _inside_root(r.path):
+            if not inside_root(r.path):
                 raise ValueError(f"{r.where}: image path {r.path!r} leaves the image root {image_root}; give paths "
                                  f"relative to it, or pass allow_outside_root=True (--allow_outside_root) if that "
                                  f"is intended")
@@ -249,30 +239,6 @@ def _check_duplicates(records: list[_Record], source: Path) -> None:
                      + f"; keep one line per image{more}")
 
 
-def _check_path(path: Path, what: str, folder: bool) -> None:
-    """``path`` exists and is a regular file (``folder``: a folder), or an error saying what it is instead: missing,
-    a dangling symbolic link, a symbolic-link loop, a folder where a file is expected (or a file for a folder)."""
-    try:
-        mode = path.stat().st_mode  # follows symbolic links
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise ValueError(f"{what} {path} is a symbolic-link loop (following its links never reaches a "
-                             f"{'folder' if folder else 'file'}); point the link at the real one") from None
-        if isinstance(e, FileNotFoundError) and path.is_symlink():
-            raise FileNotFoundError(f"{what} {path} is a symbolic link to {os.readlink(path)!r}, which does not "
-                                    f"exist") from None
-        if isinstance(e, FileNotFoundError):
-            raise FileNotFoundError(f"{what} {path} " + ("is not a folder (not found)" if folder else "not found")
-                                    ) from None
-        raise
-    if folder and not stat.S_ISDIR(mode):
-        raise NotADirectoryError(f"{what} {path} is not a folder")
-    if not folder and stat.S_ISDIR(mode):
-        raise IsADirectoryError(f"{what} {path} is a folder, not a file: give the list / JSON file itself")
-    if not folder and not stat.S_ISREG(mode):
-        raise ValueError(f"{what} {path} is not a regular file (a pipe or a device?): save it to a file first")
-
-
 def _verify_images(records: list[_Record], image_root: Path, skip_corrupt: bool) -> tuple[list[_Record], int]:
     from PIL import Image
 
@@ -304,8 +270,8 @@ def _cache_key(*parts) -> str:
 def _build(source: Path, image_root: str | os.PathLike, class_names, verify_images: bool, skip_corrupt: bool,
            cache_dir, kind: str, allow_outside_root: bool = False) -> datasets.Dataset:
     source = Path(source)
-    _check_path(source, "split file", folder=False)
-    _check_path(Path(image_root), "image root", folder=True)
+    check_path(source, "split file", folder=False)
+    check_path(Path(image_root), "image root", folder=True)
     image_root = Path(image_root).resolve()
     sha = file_sha256(source)
     verify = verify_images or skip_corrupt
