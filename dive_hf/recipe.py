@@ -101,9 +101,9 @@ class RecipeArguments:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)}: must be ≥ 1 (or leave it out)")
         for name in ("eval_every_epochs", "save_every_epochs"):
-            if getattr(self, name) is not None and not 0 < getattr(self, name) < float("inf"):
-                raise ValueError(f"--{name} {getattr(self, name)}: must be a finite number of epochs > 0 (or leave "
-                                 f"it out)")
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) < float("inf"):
+                raise ValueError(f"--{name} {getattr(self, name)}: must be a finite number of epochs ≥ 0 (0: never; "
+                                 f"or leave it out)")
         for name in ("teacher_repo_id", "student_repo_id"):
             if getattr(self, name) is not None:
                 from .hub import check_repo_id

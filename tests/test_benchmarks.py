@@ -35,7 +35,7 @@ def test_throughput_benchmark(tmp_path):
     assert computed["ratio"] == pytest.approx(measured["dive"]["images_per_s"] / measured["plain"]["images_per_s"])
     assert ratio == round(computed["ratio"], 2)
     assert all(row["step_ms"] > 0 and row["images_per_s"] > 0 for row in computed["rows"])
-    assert 0 < ratio < 1.5  # a teacher forward is extra work
+    assert ratio > 0  # its size is measured, not asserted: a busy machine moves it (README: no timed tests)
 
 
 def test_trainer_overhead_benchmark():

@@ -21,7 +21,7 @@ def test_quickstart_recipe_end_to_end(tmp_path, _isolated_caches):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith("shot groups by training count: many > 20") for line in lines)
-    rows = {line.split()[0]: line.split()[-4:] for line in lines if line.startswith(("teacher", "student"))}
+    rows = {line.split()[0]: line.split()[-4:] for line in lines if line.startswith(("teacher (", "student ("))}
     assert set(rows) == {"teacher", "student"}
     summary = json.loads((out / "results.json").read_text())
     for stage in ("teacher", "student"):

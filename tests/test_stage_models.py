@@ -88,9 +88,10 @@ def test_a_large_teacher_and_a_small_student_in_one_launch(tmp_path, capsys):
     assert archs["student_bsce"]["dive"]["loss"] == "balanced_softmax"
     teacher = archs["student"]["dive"]["teacher"]
     assert teacher["architecture"] == "resnet32_cifar" and teacher["input_size"] == [3, 32, 32]
-    assert "(`resnet32_cifar` at 32 px" in (out / "student" / "README.md").read_text()
+    assert "Teacher: a Balanced-Softmax `resnet32_cifar` at 32 px trained by dive_hf" in (
+        out / "student" / "README.md").read_text()
     assert "resnet32_cifar teacher → resnet20_cifar on embedded:tiny" in stdout
-    rows = [line.split("  ")[0] for line in stdout.splitlines() if line.startswith(("teacher", "student", "BSCE"))]
+    rows = [line.split("  ")[0] for line in stdout.splitlines() if line.startswith(("teacher (", "student (", "BSCE"))]
     assert rows == ["teacher (BSCE, resnet32_cifar)", "BSCE alone (resnet20_cifar)", "student (DiVE, resnet20_cifar)"]
 
 

@@ -19,7 +19,7 @@ from ..nonfinite import NonFiniteWatch
 from ..preemption import GracefulStop
 from . import loaders, optim, outputs, predict, resume_checks, run
 from .arguments import check_arguments, class_info, dataset_info, default_metrics, prepare_model
-from .callbacks import StageLog, StageProgress, stage_label
+from .callbacks import CurrentHyperparameters, StageLog, StageProgress, stage_label
 from .loss_parts import LossParts
 
 __all__ = ["BalancedSoftmaxTrainer", "CrossEntropyTrainer"]
@@ -70,6 +70,9 @@ class BalancedSoftmaxTrainer(Trainer):
         self._nonfinite = NonFiniteWatch()
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
+        # A checkpoint's optimizer and scheduler states carry the learning rates and weight decay of the run that
+        # saved them: this run's replace them once loaded (a change at resume is applied, as the records say).
+        self.add_callback(CurrentHyperparameters(self))
         if not self.args.disable_tqdm and self.pop_callback(ProgressCallback) is not None:
             self.add_callback(StageProgress(stage_label(self)))
         elif self.args.disable_tqdm and self.pop_callback(PrinterCallback) is not None:
@@ -161,13 +164,6 @@ class BalancedSoftmaxTrainer(Trainer):
     get_optimizer_cls_and_kwargs = staticmethod(optim.optimizer_cls_and_kwargs)
     create_optimizer = optim.create_optimizer  # layer_decay (timm's layer groups), classifier_lr
     create_scheduler = optim.create_scheduler
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        # The checkpoint's states carry the learning rates and weight decay of the run that saved them: this run's
-        # replace them (a learning rate changed at resume is applied, as run_log.json and the card say).
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is not None:
-            optim.apply_current_hyperparameters(self)
 
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)

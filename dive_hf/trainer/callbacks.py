@@ -9,7 +9,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..data.device_images import DeviceImages
 from ..data.seeded import SeededAugmentation
 
-__all__ = ["EpochToAugmentation", "StageLog", "StageProgress", "format_log", "stage_label"]
+__all__ = ["CurrentHyperparameters", "EpochToAugmentation", "StageLog", "StageProgress", "format_log", "stage_label"]
 
 
 class EpochToAugmentation(TrainerCallback):
@@ -20,6 +20,21 @@ class EpochToAugmentation(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor(state.epoch + 1e-9) if state.epoch else 0)
+
+
+class CurrentHyperparameters(TrainerCallback):
+    """At the start of training — after the Trainer loaded a checkpoint's optimizer and scheduler states — give the
+    parameter groups this run's learning rates and weight decay (:func:`~dive_hf.trainer.optim
+    .apply_current_hyperparameters`; nothing changes on a fresh start)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from .optim import apply_current_hyperparameters
+
+        if state.global_step > 0:  # resumed
+            apply_current_hyperparameters(self.trainer)
 
 
 def stage_label(trainer) -> str:
