@@ -76,6 +76,31 @@ class InferenceArguments(DataArguments):
     many_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 100."})
     few_shot_threshold: int | None = field(default=None, metadata={"help": "Default: the checkpoint's, else 20."})
 
+    def __post_init__(self):
+        sources = (self.dataset, self.train_list, self.eval_list, self.inat_train_json, self.inat_val_json)
+        self.data_from_model = not any(sources)  # then the data flags the model's folder recorded (data_arguments)
+        if not self.data_from_model:
+            super().__post_init__()
+
+    def data_arguments(self, model: str, config: dict) -> DataArguments:
+        """These data flags, or — given none — those ``model``'s folder recorded
+        (:func:`~dive_hf.data.sources.recorded_data_arguments`), with this command's ``--eval_split``,
+        ``--val_split`` and ``--image_root`` when given (another split, images moved)."""
+        from dataclasses import fields
+
+        from .data.sources import recorded_data_arguments
+
+        if not self.data_from_model:
+            return self
+        recorded = recorded_data_arguments(model, config) if Path(model).is_dir() else {}
+        if not recorded:
+            raise ValueError(f"{model} does not record the data it was trained on (no run_log.json with the data "
+                             f"flags): give the data, e.g. --dataset, --train_list or --inat_train_json")
+        defaults = {f.name: f.default for f in fields(DataArguments) if f.init}
+        given = {k: getattr(self, k) for k in ("eval_split", "val_split", "image_root")
+                 if getattr(self, k) != defaults.get(k)}
+        return DataArguments(**{**recorded, **given})
+
     def thresholds(self, dive: dict) -> tuple[int, int]:
         """``(many, few)``: the flags if given, else those recorded in a checkpoint's ``dive`` block, else 100/20."""
         many = self.many_shot_threshold if self.many_shot_threshold is not None else dive.get("many_shot_threshold",
@@ -104,34 +129,19 @@ class EvaluateArguments(InferenceArguments):
     def __post_init__(self):
         if not self.model:
             raise ValueError("give the model: `dive-hf evaluate MODEL ...` (a folder or a Hub repo id)")
-        sources = (self.dataset, self.train_list, self.eval_list, self.inat_train_json, self.inat_val_json)
-        self.data_from_model = not any(sources)  # the data flags the folder recorded (run_evaluate)
-        if not self.data_from_model:
-            super().__post_init__()
+        super().__post_init__()
 
 
 def evaluation_data(args: EvaluateArguments, config: dict) -> tuple[DataArguments, bool]:
-    """``(data flags, score the training split)``: the command line's, or — without data flags — those the model
-    folder recorded (:func:`~dive_hf.data.sources.recorded_data_arguments`); ``--on_training_split`` takes the
-    imbalance factor from the checkpoint when the flags do not give one."""
-    from dataclasses import fields
-
-    from .data.sources import recorded_data_arguments
-
-    if not args.data_from_model:
-        if args.on_training_split and args.imbalance_factor is None and not str(args.dataset).startswith("embedded:"):
-            wanted = (config.get("dive") or {}).get("imbalance_factor")
-            if args.dataset and wanted:
-                args.imbalance_factor = float(wanted)
-        return args, args.on_training_split
-    recorded = recorded_data_arguments(args.model, config) if Path(args.model).is_dir() else {}
-    if not recorded:
-        raise ValueError(f"{args.model} does not record the data it was trained on (no run_log.json with the data "
-                         f"flags): give the data, e.g. --dataset, --eval_list or --inat_val_json")
-    defaults = {f.name: f.default for f in fields(DataArguments) if f.init}
-    given = {k: getattr(args, k) for k in ("eval_split", "val_split", "image_root")
-             if getattr(args, k) != defaults.get(k)}  # e.g. another split, or the images moved
-    return DataArguments(**{**recorded, **given}), args.on_training_split
+    """``(data flags, score the training split)``: :meth:`InferenceArguments.data_arguments`; with
+    ``--on_training_split`` and data flags without an imbalance factor, the checkpoint's (a Hub dataset's training
+    split is otherwise the balanced pool)."""
+    if (not args.data_from_model and args.on_training_split and args.imbalance_factor is None and args.dataset
+            and not args.dataset.startswith("embedded:")):
+        wanted = (config.get("dive") or {}).get("imbalance_factor")
+        if wanted:
+            args.imbalance_factor = float(wanted)
+    return args.data_arguments(args.model, config), args.on_training_split
 
 
 def _training_split(train, counts: list[int] | None, model: str, label_column: str):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .data.long_tail import shot_groups
 from .evaluation import InferenceArguments
-from .names import default_output_dir
+from .names import default_output_dir, model_folder_name
 
 __all__ = ["VirtualExamplesArguments", "format_virtual_examples", "run_virtual_examples", "teacher_report",
            "virtual_example_distribution", "write_virtual_examples"]
@@ -119,9 +119,9 @@ class VirtualExamplesArguments(InferenceArguments):
         "help": "Writes virtual_examples.{json,png} here (default: outputs/virtual_examples/<teacher>)."})
 
     def __post_init__(self):
-        super().__post_init__()
         if not self.teacher:
             raise ValueError("give the teacher: `dive-hf virtual-examples TEACHER ...` (a folder or a Hub repo id)")
+        super().__post_init__()
         for name, values in (("temperatures", self.temperatures), ("powers", self.powers)):
             bad = [v for v in values if not v > 0]
             if not values or bad:
@@ -184,16 +184,17 @@ def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     from .hub import load_stage_model
 
     teacher, config = load_stage_model(args.teacher, args.revision)
-    train, _ = load_splits(args, class_names=config.get("label_names"))
+    data = args.data_arguments(args.teacher, config)  # the teacher folder's own data when no data flags are given
+    train, _ = load_splits(data, class_names=config.get("label_names"))
     if train is None:
         raise ValueError("the virtual-example distribution needs the training split (--train_list, "
                          "--inat_train_json or --dataset)")
-    label_column = args.split_label_column
+    label_column = data.split_label_column
     check_same_classes(config.get("label_names"), train.features[label_column].names,
                        f"training split vs teacher {args.teacher}")
     many, few = args.thresholds(config.get("dive") or {})
     report = teacher_report(teacher, train, args.temperatures, args.powers, many, few, args.batch_size, args.device,
-                            args.num_workers, label_column, args.image_column)
+                            args.num_workers, label_column, data.split_image_column)
     paths = write_virtual_examples(report, args.output_dir or default_output_dir("virtual_examples", args.teacher),
-                                   title=f"Virtual examples of {args.teacher} vs real training images")
+                                   title=f"Virtual examples of {model_folder_name(args.teacher)} vs real training images")
     return {"report": report, "table": format_virtual_examples(report), "paths": [str(p) for p in paths]}

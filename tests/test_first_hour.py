@@ -177,8 +177,8 @@ def test_the_training_fit_is_the_teachers_accuracy_on_its_own_training_images(de
 
 
 def test_evaluate_takes_the_data_the_folder_records(demo_run, tmp_path, capsys):
-    """`dive-hf evaluate DIR` without data flags scores the split the folder was evaluated on; the training split
-    with another imbalance factor than the checkpoint's is refused."""
+    """`dive-hf evaluate DIR` (and `virtual-examples`) without data flags use the data the folder records; the
+    training split with another imbalance factor than the checkpoint's is refused."""
     from dive_hf.cli import run_cli
 
     assert run_cli(["evaluate", str(demo_run / "teacher"), "--output_dir", str(tmp_path / "again")]) == 0
@@ -186,6 +186,8 @@ def test_evaluate_takes_the_data_the_folder_records(demo_run, tmp_path, capsys):
     recorded = json.loads((demo_run / "teacher" / "eval_results.json").read_text())["metrics"]
     for key in ("eval_accuracy", "eval_medium_shot_accuracy", "eval_few_shot_accuracy", "eval_top5_accuracy"):
         assert again[key] == pytest.approx(recorded[key])
+    assert run_cli(["virtual-examples", str(demo_run / "teacher"), "--output_dir", str(tmp_path / "ve")]) == 0
+    assert json.loads((tmp_path / "ve" / "virtual_examples.json").read_text())["images"] == 159  # its training split
     capsys.readouterr()
     assert run_cli(["evaluate", str(demo_run / "teacher"), "--dataset", "embedded:tiny", "--imbalance_factor", "2",
                     "--on_training_split", "--output_dir", str(tmp_path / "wrong")]) == 2
