@@ -17,8 +17,8 @@ from .names import (CARD_NAME, CONFIG_NAME, EVAL_RESULTS_NAME, PER_CLASS_PLOT_NA
                     TRAINING_CURVES_NAME, VIRTUAL_EXAMPLES_NAME)
 from .report import percent
 
-__all__ = ["CITATION", "default_repo_id", "describe_initial_weights", "describe_teacher", "descriptive_name", "project_url", "render_model_card", "render_release_card",
-           "results_table", "write_folder_card"]
+__all__ = ["CITATION", "default_repo_id", "describe_initial_weights", "describe_teacher", "descriptive_name",
+           "project_url", "render_model_card", "render_release_card", "results_table", "write_folder_card"]
 
 #: Where dive_hf lives when the installed metadata does not say (kept equal to ``[project.urls]`` in pyproject.toml).
 PROJECT_URL = "https://github.com/dive-hf/dive_hf"
@@ -290,7 +290,8 @@ def _check_same_data(source: dict, eval_results: dict) -> None:
     says = f"{source['repo_id']} is declared on {declared.get('name')}" + (f" ({hub_id})" if hub_id else "")
     if not recorded:
         raise ValueError(f"eval_results.json does not record which data set it comes from, so it cannot be checked "
-                         f"against the card: {says}; evaluate with dive-hf evaluate ... --dataset_name {hub_id or 'NAME'}")
+                         f"against the card: {says}; evaluate with dive-hf evaluate ... --dataset_name "
+                         f"{hub_id or 'NAME'}")
     if recorded.lower() not in accepted and recorded.split("/")[-1].lower() not in accepted:
         raise ValueError(f"eval_results.json comes from the data set {recorded!r}, but {says}: wrong evaluation "
                          f"file?")

@@ -1,9 +1,9 @@
 """Training curves of a stage from the Trainer's log history: ``training_curves.png`` next to the weights.
 
 Panels: the training loss with its parts (``loss_hard`` = BSCE, ``loss_distill`` = the KL before weighting), the
-learning rate, and — when the run evaluated periodically (twice or more) — overall / many / medium / few top-1 over epochs. A stage
-shorter than ``logging_steps`` logged no periodic loss: its figure shows the run's mean training loss (the
-Trainer's final ``train_loss``) as one point and says so, rather than leaving no figure at all.
+learning rate, and — when the run evaluated periodically (twice or more) — overall / many / medium / few top-1 over
+epochs. A stage shorter than ``logging_steps`` logged no periodic loss: its figure shows the run's mean training
+loss (the Trainer's final ``train_loss``) as one point and says so, rather than leaving no figure at all.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-__all__ = ["RECIPE_CONFIGS", "recipe_names", "recipe_path", "load_recipe", "config_kwargs_from_recipe", "cap_dataloader_workers",
+__all__ = ["RECIPE_CONFIGS", "recipe_names", "recipe_path", "load_recipe", "config_kwargs_from_recipe",
+           "cap_dataloader_workers",
            "set_scaled_learning_rate", "split_global_batch"]
 
 RECIPE_CONFIGS = Path(__file__).parent / "recipe_configs"

@@ -12,7 +12,8 @@ from pathlib import Path
 from ._version import __version__
 from .names import RUN_LOG_NAME
 
-__all__ = ["RUN_LOG_NAME", "command_line", "describe_batch", "describe_schedule", "git_commit", "package_versions", "run_log", "training_summary"]
+__all__ = ["RUN_LOG_NAME", "command_line", "describe_batch", "describe_schedule", "git_commit", "package_versions",
+           "run_log", "training_summary"]
 
 
 def _secret(flag: str) -> bool:

@@ -196,5 +196,6 @@ def run_virtual_examples(args: VirtualExamplesArguments) -> dict:
     report = teacher_report(teacher, train, args.temperatures, args.powers, many, few, args.batch_size, args.device,
                             args.num_workers, label_column, data.split_image_column)
     paths = write_virtual_examples(report, args.output_dir or default_output_dir("virtual_examples", args.teacher),
-                                   title=f"Virtual examples of {model_folder_name(args.teacher)} vs real training images")
+                                   title=f"Virtual examples of {model_folder_name(args.teacher)} vs real training "
+                                         f"images")
     return {"report": report, "table": format_virtual_examples(report), "paths": [str(p) for p in paths]}

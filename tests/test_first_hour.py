@@ -28,7 +28,7 @@ def demo_run(tmp_path_factory, tiny_data):
     return out
 
 
-# ---- item 1 and 2: make demo runs twice, and checks the README's table -------------------------------------------------
+# ---- item 1 and 2: make demo runs twice, and checks the README's table ---------------------------------------------
 def test_make_demo_runs_again_and_compares_with_the_readme(tmp_path):
     """`make demo` twice into the same folder: both exit 0 and print the table (the second replaces the first's
     folders); after it, the README check says whether the numbers are README's (here not: other data)."""
@@ -244,7 +244,7 @@ def test_curves_of_a_stage_that_logged_nothing_periodic(tmp_path):
     assert describe_training_curves(history).startswith("Training curves over 0.5 epochs: the run's mean training")
 
 
-# ---- smaller: --version, help without reStructuredText, the log lines -------------------------------------------------
+# ---- smaller: --version, help without reStructuredText, the log lines ----------------------------------------------
 def test_version_and_plain_help(capsys):
     from dive_hf import __version__
     from dive_hf.cli import main

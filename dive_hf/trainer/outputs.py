@@ -98,7 +98,8 @@ def write_reports(trainer, output_dir: str) -> None:
         teacher = getattr(trainer, "teacher_results", lambda: None)()
         write_eval_report(output_dir, metrics, per_class, trainer.class_counts, args.many_shot_threshold,
                           args.few_shot_threshold, trainer.dataset_info, "training set", trainer.class_names,
-                          title=f"{stage_label(trainer)} ({_architecture(trainer)}): per-class top-1 on the {split} split",
+                          title=f"{stage_label(trainer)} ({_architecture(trainer)}): per-class top-1 on the {split} "
+                                f"split",
                           teacher=teacher)
     else:
         (Path(output_dir) / EVAL_RESULTS_NAME).unlink(missing_ok=True)  # nor its numbers
