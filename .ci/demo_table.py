@@ -3,8 +3,8 @@
     python .ci/demo_table.py OUTPUT_DIR [README.md]     prints whether OUTPUT_DIR/results.json has README's numbers
 
 The demo is deterministic on one machine, but its numbers depend on the CPU: torch and oneDNN pick vector kernels by
-the instruction set (AVX-512, AVX2, ...), whose float sums round differently, and 12 epochs of training amplify the
-difference to points per shot group. So a mismatch is reported, not failed; README.md names the CPU its table was
+the instruction set (AVX-512, AVX2, ...) and split sums over the threads (one per core), so floats round
+differently, and 12 epochs of training amplify the difference to points per shot group. So a mismatch is reported, not failed; README.md names the CPU its table was
 printed on. Exit code 1 only when README.md has no demo table to compare with (the check would be silently gone).
 """
 import json
@@ -47,13 +47,14 @@ def compare(results: dict, readme: str) -> tuple[bool, str]:
     try:
         import torch
 
-        here = f"this machine's torch uses {torch.backends.cpu.get_cpu_capability()} kernels"
+        here = (f"this machine's torch uses {torch.backends.cpu.get_cpu_capability()} kernels and "
+                f"{torch.get_num_threads()} threads")
     except Exception:  # noqa: BLE001 - the note is informative only
         here = "this machine's CPU kernels are unknown"
     return False, ("This run's numbers differ from README.md's table (overall / many / medium / few):\n"
                    + "\n".join(lines) + f"\nREADME's table was printed on the CPU it names; {here}. The demo is "
-                   "deterministic on one machine, but its numbers depend on the CPU's instruction set (see README, "
-                   "\"Why your numbers may differ\").")
+                   "deterministic on one machine, but its numbers depend on the CPU's instruction set and thread count "
+                   "(see README, \"Why your numbers may differ\").")
 
 
 def main(argv: list[str]) -> int:

@@ -161,10 +161,7 @@ def describe_teacher(teacher: dict | None) -> str | None:
     folder's path means nothing to a Hub visitor), with input size and sha256."""
     if not teacher:
         return None
-    repo = teacher.get("repo_id")
-    if not repo:
-        named = str(teacher.get("name_or_path") or "")
-        repo = named if named.count("/") == 1 and not Path(named).exists() and not named.startswith(".") else None
+    repo = teacher.get("repo_id")  # decided when the student was trained: the Hub id it was loaded from or pushed to
     arch = f"`{teacher.get('architecture') or 'unknown architecture'}`" + (
         f" at {teacher['input_size'][-1]} px" if teacher.get("input_size") else "")
     sha = f"sha256 `{teacher['sha256'][:12]}…`" if teacher.get("sha256") else None

@@ -97,9 +97,13 @@ class InferenceArguments(DataArguments):
             raise ValueError(f"{model} does not record the data it was trained on (no run_log.json with the data "
                              f"flags): give the data, e.g. --dataset, --train_list or --inat_train_json")
         defaults = {f.name: f.default for f in fields(DataArguments) if f.init}
-        given = {k: getattr(self, k) for k in ("eval_split", "val_split", "image_root")
-                 if getattr(self, k) != defaults.get(k)}
-        return DataArguments(**{**recorded, **given})
+        changed = {k for k in defaults if getattr(self, k) != defaults[k]}
+        ignored = sorted(changed - {"eval_split", "val_split", "image_root"})
+        if ignored:  # e.g. --imbalance_factor alone: it would be ignored in silence
+            raise ValueError(f"{', '.join('--' + k for k in ignored)} without a data source: give the data too "
+                             f"(--dataset, --train_list, --inat_train_json …), or leave them out to use the data "
+                             f"{model} records")
+        return DataArguments(**{**recorded, **{k: getattr(self, k) for k in changed}})
 
     def thresholds(self, dive: dict) -> tuple[int, int]:
         """``(many, few)``: the flags if given, else those recorded in a checkpoint's ``dive`` block, else 100/20."""

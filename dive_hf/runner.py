@@ -205,6 +205,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                         ("save", recipe.save_every_epochs)):
         if every:
             training.update({f"{what}_strategy": "steps", f"{what}_steps": max(1, round(every * steps_per_epoch))})
+        elif every == 0:  # --save_every_epochs 0 / --eval_every_epochs 0: never
+            training[f"{what}_strategy"] = "no"
     run_config = {"recipe": vars(recipe), "data": vars(data), "batch": batch}
     trainers = {"baseline": CrossEntropyTrainer, "teacher": BalancedSoftmaxTrainer,
                 "student_bsce": BalancedSoftmaxTrainer, "student": DiVETrainer}
@@ -242,6 +244,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
             # built as if to train it: a complete folder is reused only if trained with this launch's settings
             # (those a resume compares) and, for a student, from the teacher it is shown beside
             trainer.check_reuse(plan.folder)
+            _check_recorded_split(plan.folder, test)
             del trainer
             say(f"{plan.name}: {plan.folder} is complete; not training it again (--resume_from_checkpoint)")
             results[plan.name] = _recorded_metrics(plan.folder)
@@ -268,7 +271,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                                          f"p={plan.power:g}, vs real training images")
         if plan.action == "evaluate":
             say(f"{plan.name}: {plan.folder} finished training; evaluating it (--resume_from_checkpoint)")
-            trainer.check_resume(plan.folder)  # the folder's weights were trained with these settings (or refuse)
+            trainer.check_evaluate_again(plan.folder)  # its weights were trained with these settings (or refuse)
             trainer.restore_step_count()
         else:
             if plan.action == "resume":
@@ -325,6 +328,24 @@ def _record_stop(trainer, then: str, trained: bool):
     return lambda message: trainer.write_run_log(
         "interrupted", error=f"{message}; {then} with --resume_from_checkpoint last", **({"trained": True} if trained
                                                                                            else {}))
+
+
+def _check_recorded_split(folder: Path, test) -> None:
+    """A complete folder's recorded numbers are shown only under a table of the same evaluation split (the images
+    before preprocessing; a folder written before that was recorded: the split as its model saw it)."""
+    recorded = ((read_json_object(folder / "eval_results.json") or {}).get("dataset") or {})
+    if test is None or not recorded:
+        return
+    split = getattr(test, "source", test)  # DeviceImages wraps the datasets split
+    if "eval_source_fingerprint" in recorded:
+        same = recorded["eval_source_fingerprint"] == getattr(split, "source_fingerprint", split._fingerprint)
+    else:
+        same = recorded.get("eval_fingerprint") in (None, split._fingerprint)
+    if not same:
+        raise ValueError(f"{folder} is complete, but its numbers are of another evaluation split "
+                         f"({recorded.get('eval_split')!r}, {recorded.get('eval_size')} images) than this launch's "
+                         f"({len(test):,} images): evaluate it there with dive-hf evaluate {folder} --eval_split ..., "
+                         f"or drop the data flags that changed")
 
 
 def _recorded_metrics(folder: Path) -> dict:

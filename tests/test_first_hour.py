@@ -193,6 +193,9 @@ def test_evaluate_takes_the_data_the_folder_records(demo_run, tmp_path, capsys):
                     "--on_training_split", "--output_dir", str(tmp_path / "wrong")]) == 2
     err = capsys.readouterr().err
     assert "trained on 159" in err and "--imbalance_factor" in err and len(err.strip().splitlines()) == 1
+    # a data flag without a data source would be ignored in silence (the folder's record used as is): refused
+    assert run_cli(["evaluate", str(demo_run / "teacher"), "--imbalance_factor", "2", "--on_training_split"]) == 2
+    assert "--imbalance_factor without a data source" in capsys.readouterr().err
 
 
 # ---- item 8 and 9: Python-built folders, short stages -------------------------------------------------------------

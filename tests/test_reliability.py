@@ -309,6 +309,9 @@ def test_the_evaluate_only_resume_refuses_other_settings_and_keeps_the_history(t
     write_image(bad, 1010, size=32)
     code, _, err = _quickstart([*argv, "--seed", "7", "--resume_from_checkpoint", "last"], capsys)
     assert code == 2 and "cannot resume" in err and "seed: 0 → 7" in err, err
+    # nothing trains on this path: a new learning rate would be recorded without having been used (issue 24 review)
+    code, _, err = _quickstart([*argv, "--learning_rate", "0.5", "--resume_from_checkpoint", "last"], capsys)
+    assert code == 2 and "learning rate: 0.1 → 0.5" in err and "recorded without having been used" in err, err
     code, _, err = _quickstart([*argv, "--resume_from_checkpoint", "last"], capsys)
     assert code == 0, err
     history = json.loads((out / "teacher" / "trainer_state.json").read_text())["log_history"]

@@ -77,7 +77,11 @@ def test_resumed_parameter_groups_take_this_runs_rates_with_the_schedule_kept():
                                   decay_names={n for n, p in model.named_parameters() if p.ndim > 1})
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9)
         trainer = SimpleNamespace(optimizer=optimizer, created_hyperparameters=[
-            {"lr": g["lr"], "weight_decay": g["weight_decay"]} for g in optimizer.param_groups])
+            {"lr": g["lr"], "weight_decay": g["weight_decay"]} for g in optimizer.param_groups],
+            state=SimpleNamespace(global_step=4), resume_changes=[
+                "at step 2: classifier learning rate: 1.0 → 2.0",  # an earlier resume's, applied back then
+                "at step 4: learning rate: 0.1 → 0.2", "at step 4: classifier learning rate: 1.0 → 3.0",
+                "at step 4: weight decay: 0.0001 → 0.0005"])
         trainer.lr_scheduler = get_multistep_schedule_with_warmup(optimizer, 2, [3], 0.1)
         return trainer
 
@@ -100,6 +104,32 @@ def test_resumed_parameter_groups_take_this_runs_rates_with_the_schedule_kept():
     assert resumed.optimizer.param_groups[-1]["lr"] == pytest.approx(0.3)  # and the schedule goes on from there
 
 
+def test_an_unchanged_resume_is_untouched_and_an_unappliable_change_refused():
+    """Only this resume's changes are applied: a ReduceLROnPlateau-reduced lr is kept as restored when nothing changed
+    (it has no base lr to tell a change by), and a changed lr it cannot take is refused, never merely recorded."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dive_hf.trainer.optim import apply_current_hyperparameters
+
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0, factor=0.01)
+    for loss in (1.0, 2.0):
+        scheduler.step(loss)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
+    trainer = SimpleNamespace(optimizer=optimizer, lr_scheduler=scheduler, state=SimpleNamespace(global_step=6),
+                              created_hyperparameters=[{"lr": 0.1, "weight_decay": 0.0}],
+                              resume_changes=["at step 2: epochs: 3 → 6"])
+    assert apply_current_hyperparameters(trainer) == [] and optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
+    trainer.resume_changes.append("at step 6: learning rate: 0.1 → 0.5")
+    with pytest.raises(ValueError, match="ReduceLROnPlateau schedule has no base learning rate"):
+        apply_current_hyperparameters(trainer)
+    trainer.created_hyperparameters = None  # an optimizer the trainer did not make
+    with pytest.raises(ValueError, match="keeps the checkpoint's"):
+        apply_current_hyperparameters(trainer)
+
+
 # ---- 2. a complete folder is reused only with every setting a resume checks ---------------------------------------
 @pytest.mark.parametrize("flags, stage, expected", [
     (["--alpha", "0.9"], "student", "α (alpha): 0.5 → 0.9"),
@@ -117,6 +147,20 @@ def test_a_complete_folder_is_reused_only_with_the_settings_it_was_trained_with(
     assert f"{out / stage} is complete but was trained with other settings" in err and expected in err
     assert "top-1 %" not in stdout  # no table over models of other settings
     assert _tree(out) == before  # results.json included
+
+
+def test_a_complete_folder_is_reused_only_under_a_table_of_its_evaluation_split(checkpointed_run, tmp_path, capsys):
+    """Another --eval_split changes no training setting, but the recorded numbers are of the old split (review)."""
+    out = _copy(checkpointed_run, tmp_path)
+    before = _tree(out)
+    code, stdout, err = _quickstart([*CHECKPOINTED, "--resume_from_checkpoint", "last", "--eval_split", "train",
+                                     "--output_dir", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "is complete, but its numbers are of another evaluation split ('test', 80 images)" in err
+    assert "top-1 %" not in stdout and _tree(out) == before
+    code, stdout, err = _quickstart([*CHECKPOINTED, "--resume_from_checkpoint", "last", "--output_dir", str(out)],
+                                    capsys)
+    assert code == 0 and "top-1 %" in stdout, err  # the same split: reused
 
 
 # ---- 3. a teacher is never replaced under its students ------------------------------------------------------------
@@ -165,6 +209,22 @@ def test_an_explicit_checkpoint_never_replaces_a_complete_folder(checkpointed_ru
     # what the message suggests: the checkpoint continued into another folder
     plans = plan_stages(("teacher",), tmp_path / "other", [], None, str(checkpoint), False)
     assert (plans[0].action, plans[0].checkpoint) == ("resume", str(checkpoint))
+
+
+def test_an_earlier_checkpoint_is_not_resumed_beside_later_ones(checkpointed_run, tmp_path):
+    """Restarting an unfinished run from checkpoint-2 while checkpoint-4 stays: after an interruption `last` would
+    take the old run's checkpoint-4 for the new run's (review)."""
+    import os
+
+    from dive_hf.stage_plan import plan_stages
+
+    out = _copy(checkpointed_run, tmp_path)
+    for name in ("model.safetensors", "config.json", "run_log.json"):  # an unfinished teacher: checkpoints only
+        os.remove(out / "teacher" / name)
+    with pytest.raises(ValueError, match=r"also holds later checkpoints of the run \(checkpoint-4\)"):
+        plan_stages(("teacher",), out, [], None, str(out / "teacher" / "checkpoint-2"), False)
+    plans = plan_stages(("teacher",), out, [], None, str(out / "teacher" / "checkpoint-4"), False)
+    assert (plans[0].action, plans[0].checkpoint) == ("resume", str(out / "teacher" / "checkpoint-4"))
 
 
 # ---- contradictory flags: one line naming the flag, before any data is loaded ------------------------------------

@@ -181,6 +181,11 @@ class BalancedSoftmaxTrainer(Trainer):
         self.resume_changes = resume_checks.check_resume(checkpoint, self.current_settings(),
                                                          self.args.allow_changed_settings_on_resume)
 
+    def check_evaluate_again(self, folder) -> None:
+        """Refuse to evaluate a trained folder again under any changed setting (:func:`resume_checks
+        .check_evaluate_again`); its own record of earlier changes is kept."""
+        self.resume_changes = resume_checks.check_evaluate_again(folder, self.current_settings())
+
     def check_reuse(self, folder) -> None:
         """Refuse to reuse a complete stage folder trained with other settings than this trainer's
         (:func:`resume_checks.check_reuse`: the settings a resume compares)."""

@@ -65,6 +65,11 @@ class DiVETrainer(BalancedSoftmaxTrainer):
         super().check_resume(checkpoint)
         check_same_teacher(checkpoint, self.teacher_sha256, self.teacher_source)
 
+    def check_evaluate_again(self, folder: str | Path) -> None:
+        """A trained student is evaluated again only with its settings and its teacher."""
+        super().check_evaluate_again(folder)
+        check_same_teacher(folder, self.teacher_sha256, self.teacher_source)
+
     def check_reuse(self, folder: str | Path) -> None:
         """A complete student folder is reused only with its settings and beside the teacher it was distilled from."""
         super().check_reuse(folder)

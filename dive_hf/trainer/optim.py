@@ -40,19 +40,36 @@ def apply_current_hyperparameters(trainer) -> list[str]:
     learning rate and weight decay again (the restored states hold those of the run that saved the checkpoint, so a
     ``--learning_rate`` or ``--weight_decay`` changed at resume would otherwise be recorded but not applied). The
     schedule keeps its position and shape: a group's lr becomes ``new base lr × the schedule's factor at this step``
-    (for a ``LambdaLR``, ``base_lrs`` and ``initial_lr`` are the new base). Returns what was changed."""
+    (for a ``LambdaLR``, ``base_lrs`` and ``initial_lr`` are the new base). Only what this resume changed
+    (``trainer.resume_changes``) is touched, so an unchanged resume stays bit-identical; a change that cannot be
+    applied (an optimizer given to the trainer or made by DeepSpeed, a schedule without base learning rates such as
+    ``reduce_lr_on_plateau``) is refused rather than recorded. Returns what was changed."""
+    now = [line for line in getattr(trainer, "resume_changes", None) or []
+           if line.startswith(f"at step {trainer.state.global_step}:")]
+    change_lr = any(key in line for line in now for key in ("learning rate:", "layer decay:"))
+    change_wd = any("weight decay:" in line for line in now)
+    if not (change_lr or change_wd):
+        return []
     created = getattr(trainer, "created_hyperparameters", None)
     optimizer = trainer.optimizer
     if not created or optimizer is None or len(created) != len(optimizer.param_groups):
-        return []
+        raise ValueError(f"the learning rate or weight decay changed at resume ({'; '.join(now)}), but this "
+                         f"optimizer (given to the trainer, or made by DeepSpeed) keeps the checkpoint's: resume with "
+                         f"the checkpoint's values, or start afresh")
     scheduler = getattr(trainer.lr_scheduler, "scheduler", trainer.lr_scheduler)  # under accelerate's wrapper
     base_lrs = getattr(scheduler, "base_lrs", None)
     changed = []
     for i, (group, wanted) in enumerate(zip(optimizer.param_groups, created)):
-        if wanted["weight_decay"] is not None and group.get("weight_decay") != wanted["weight_decay"]:
+        if change_wd and wanted["weight_decay"] is not None and group.get("weight_decay") != wanted["weight_decay"]:
             changed.append(f"group {i}: weight decay {group.get('weight_decay')} → {wanted['weight_decay']}")
             group["weight_decay"] = wanted["weight_decay"]
-        restored = base_lrs[i] if base_lrs is not None else group.get("initial_lr", group["lr"])
+        if not change_lr:
+            continue
+        if base_lrs is None and "initial_lr" not in group:
+            raise ValueError(f"the learning rate changed at resume ({'; '.join(now)}), but the "
+                             f"{type(scheduler).__name__} schedule has no base learning rate to replace: resume with "
+                             f"the checkpoint's learning rate, or start afresh")
+        restored = base_lrs[i] if base_lrs is not None else group["initial_lr"]
         if math.isclose(restored, wanted["lr"], rel_tol=1e-12, abs_tol=0.0):
             continue
         changed.append(f"group {i}: base learning rate {restored} → {wanted['lr']}")

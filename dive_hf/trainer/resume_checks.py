@@ -9,7 +9,7 @@ from pathlib import Path
 from ..names import CONFIG_NAME
 from ..resume import DIVE_SETTINGS, changed_settings, last_complete_checkpoint, recorded_settings, weights_identity
 
-__all__ = ["check_resume", "check_reuse", "check_same_teacher", "current_settings", "resolve_checkpoint"]
+__all__ = ["check_evaluate_again", "check_resume", "check_reuse", "check_same_teacher", "current_settings", "resolve_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,20 @@ def check_resume(checkpoint: str | Path, settings: dict, allow_changed: bool) ->
     return recorded["changed_at_resume"] + [
         f"at step {step}: {line}" + (" (allowed by --allow_changed_settings_on_resume)" if line in refused else "")
         for line in refused + warned]
+
+
+def check_evaluate_again(folder: str | Path, settings: dict) -> list[str]:
+    """A folder whose training finished but whose final evaluation did not (``trained``) is only evaluated again:
+    every changed setting is refused — a learning rate or epochs given now would be recorded in its run log, config
+    and card without having trained anything. Returns the folder's own record of earlier changes (kept)."""
+    recorded = recorded_settings(folder)
+    refused, warned = changed_settings(recorded, settings)
+    if refused or warned:
+        raise ValueError(
+            f"cannot resume {folder}: its training finished with other settings ({'; '.join(refused + warned)}) and "
+            f"only its evaluation is redone, so the new ones would be recorded without having been used: restore "
+            f"them, or train it again (--overwrite, without --resume_from_checkpoint)")
+    return list(recorded["changed_at_resume"])
 
 
 def check_reuse(folder: str | Path, settings: dict) -> None:
