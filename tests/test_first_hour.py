@@ -207,7 +207,10 @@ def test_a_python_built_short_stage_gets_curves_and_a_card_of_what_ran(tmp_path,
                                              per_device_train_batch_size=16, report_to="none", use_cpu=True,
                                              disable_tqdm=True, dataloader_num_workers=0)
     trainer = BalancedSoftmaxTrainer(model="resnet20_cifar", args=args, train_dataset=train, eval_dataset=test)
-    trainer.train()  # 2 steps, fewer than logging_steps: no periodic loss in the history
+    with caplog.at_level(logging.WARNING, logger="dive_hf.trainer.optim"):
+        trainer.train()  # 2 steps, fewer than logging_steps: no periodic loss in the history
+    assert any("warmup_epochs=5 is" in r.getMessage() and "longer than the training (max_steps=2)" in r.getMessage()
+               for r in caplog.records)
     trainer.save_model()
     folder = tmp_path / "teacher"
     assert (folder / "training_curves.png").is_file()  # the run's mean loss as one point, not no figure at all

@@ -2,6 +2,7 @@
 (``warmup_epochs``) and the CIFAR-LT ``multistep`` schedule (``lr_decay_epochs``, ``lr_decay_factor``)."""
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -172,6 +173,10 @@ def epoch_schedule(args, optimizer, num_training_steps: int, steps_per_epoch: in
     per_epoch = steps_per_epoch or num_training_steps / args.num_train_epochs
     warmup = (epochs_to_steps(args.warmup_epochs, per_epoch) if args.warmup_epochs
               else args.get_warmup_steps(num_training_steps))
+    if args.max_steps > 0 and args.warmup_epochs and warmup > num_training_steps:  # (epochs: config.py warns)
+        logging.getLogger(__name__).warning(
+            "warmup_epochs=%g is %d steps, longer than the training (max_steps=%d): the warm-up never finishes, so "
+            "the learning rate never reaches %g", args.warmup_epochs, warmup, num_training_steps, args.learning_rate)
     if args.lr_scheduler_type == "multistep":
         milestones = [epochs_to_steps(e, per_epoch) for e in args.lr_decay_epochs]
         return get_multistep_schedule_with_warmup(optimizer, warmup, milestones, args.lr_decay_factor)
