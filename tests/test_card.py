@@ -9,7 +9,8 @@ CONFIG = {
              "imbalance_factor": 100.0, "many_shot_threshold": 100, "few_shot_threshold": 20,
              "shot_group_sizes": {"many": 35, "medium": 35, "few": 30},
              "dataset": {"name": "cifar100-lt", "eval_split": "test", "eval_size": 10000, "train_size": 10847},
-             "teacher": {"name_or_path": "me/dive-resnet32-teacher", "sha256": "ab" * 32,
+             "teacher": {"name_or_path": "me/dive-resnet32-teacher", "repo_id": "me/dive-resnet32-teacher",
+                         "sha256": "ab" * 32,
                          "architecture": "resnet32_cifar"}},
 }
 METRICS = {"eval_accuracy": 0.4535, "eval_many_shot_accuracy": 0.65, "eval_medium_shot_accuracy": 0.45,
