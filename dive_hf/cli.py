@@ -68,9 +68,13 @@ def parse_dataclass_args(dataclass_type, argv: list[str], prog: str):
 
 
 def demo(argv: list[str]) -> int:
+    """The quickstart; into its own folder (no --output_dir given) it replaces the last demo's, like ``make demo``,
+    so that it can be run again and again."""
     from .quickstart import main as quickstart
 
-    return quickstart(argv)
+    own_folder = not any(a.split("=")[0] in ("--output_dir", "--output-dir", "--resume_from_checkpoint",
+                                             "--resume-from-checkpoint", "--overwrite") for a in argv)
+    return quickstart(["--overwrite", *argv] if own_folder and argv[:1] not in (["-h"], ["--help"]) else argv)
 
 
 def data(argv: list[str]) -> int:

@@ -48,6 +48,20 @@ def test_make_demo_runs_again_and_compares_with_the_readme(tmp_path):
     assert not list((tmp_path / "demo").glob("*.previous"))  # the replaced folders are gone once the new are complete
 
 
+def test_dive_hf_demo_runs_again_into_its_own_folder_only(tmp_path, monkeypatch, capsys):
+    """`dive-hf demo` (the installed package's demo) replaces its own outputs/demo like `make demo`; a folder the user
+    names is never replaced without --overwrite."""
+    from dive_hf.cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert run_cli(["demo", *TINY]) == 0, capsys.readouterr().err
+    assert "--overwrite: replacing outputs/demo/teacher" in capsys.readouterr().out
+    mine = ["demo", *TINY, "--stage", "teacher", "--output_dir", "mine"]
+    assert run_cli(mine) == 0
+    assert run_cli(mine) == 2 and "not replacing it" in capsys.readouterr().err
+
+
 def test_the_readme_demo_table_check_compares_every_number():
     check = runpy.run_path(str(ROOT / ".ci" / "demo_table.py"))
     readme = (ROOT / "README.md").read_text()
