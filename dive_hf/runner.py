@@ -182,7 +182,7 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
     from .report import format_results
     from .trainer.arguments import prepare_model
     from .trainer import BalancedSoftmaxTrainer, CrossEntropyTrainer, DiVETrainer
-    from .virtual_examples import format_virtual_examples, teacher_report, write_virtual_examples
+    from .virtual_examples import format_training_fit, format_virtual_examples, teacher_report, write_virtual_examples
 
     train_raw, eval_raw = load_splits(data)
     if train_raw is None:
@@ -267,8 +267,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                 results["virtual_examples"] = report
             teacher_name = model_spec(recipe, training, "teacher").label(short=True)
             write_virtual_examples(_virtual_example_rows(report, plan.temperature, plan.power), plan.folder,
-                                   title=f"Virtual examples of the teacher ({teacher_name}) at τ={plan.temperature:g}, "
-                                         f"p={plan.power:g}, vs real training images")
+                                   title=f"Virtual examples of the teacher ({teacher_name}) at "
+                                         f"τ={plan.temperature:g}, p={plan.power:g}, vs real training images")
         if plan.action == "evaluate":
             say(f"{plan.name}: {plan.folder} finished training; evaluating it (--resume_from_checkpoint)")
             trainer.check_evaluate_again(plan.folder)  # its weights were trained with these settings (or refuse)
@@ -282,6 +282,15 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
             results[plan.name] = (trainer.final_evaluation(test if val is not None else None) if test is not None
                                   else {})
             trainer.save_model()
+        if plan.kind == "teacher" and main_process and not (recipe.virtual_examples and any(
+                p.kind == "student" and p.action in ("train", "resume") for p in plans)):
+            # no virtual-example pass will report it: the teacher's fit to its training set, the first diagnostic
+            with torch.random.fork_rng(devices=[]):
+                results["training_fit"] = teacher_report(
+                    trainer.accelerator.unwrap_model(trainer.model), train_raw, [], [], args.many_shot_threshold,
+                    args.few_shot_threshold, batch_size=args.per_device_eval_batch_size, device=str(args.device),
+                    num_workers=args.dataloader_num_workers, label_column=label_column, image_column=image_column,
+                    progress=not args.disable_tqdm)["training_fit"]
         del trainer
         if main_process and replaced.exists() and recipe.overwrite:
             shutil.rmtree(replaced)
@@ -319,6 +328,8 @@ def _run_plans(plans, recipe, data, training, batch, teacher, say, main_process)
                                       args.many_shot_threshold, args.few_shot_threshold, title)
     if report is not None:
         results["table"] += "\n\n" + format_virtual_examples(report)
+    elif format_training_fit(results.get("training_fit")):
+        results["table"] += "\n\n" + format_training_fit(results["training_fit"])
     return results
 
 

@@ -19,7 +19,7 @@ from .data.long_tail import shot_groups
 from .evaluation import InferenceArguments
 from .names import default_output_dir, model_folder_name
 
-__all__ = ["VirtualExamplesArguments", "format_virtual_examples", "run_virtual_examples", "teacher_report",
+__all__ = ["VirtualExamplesArguments", "format_training_fit", "format_virtual_examples", "run_virtual_examples", "teacher_report",
            "virtual_example_distribution", "write_virtual_examples"]
 
 
@@ -96,14 +96,19 @@ def format_virtual_examples(report: dict) -> str:
                      f"{_fmt(row['head_tail_ratio'], '.2f'):>11}{_fmt(row['relative_entropy'], '.3f'):>10}")
     lines.append("flatness = entropy / log C (1 = uniform); DiVE wants the virtual distribution flatter than the "
                  "real one (lower head/tail, higher flatness); the targets depend on p/τ only")
-    fit = report.get("training_fit")
-    if fit and fit.get("accuracy") is not None:
-        shares = {g: fit.get(f"{g}_shot_accuracy") for g in ("many", "medium", "few")}
-        groups = ", ".join(f"{g} {_fmt(None if v is None else 100 * v, '.2f')}" for g, v in shares.items())
-        lines.append(f"training fit of the teacher (top-1 % on its {fit['images']:,} training images, no "
-                     f"augmentation): {100 * fit['accuracy']:.2f} overall — {groups}; a teacher far from fitting "
-                     f"its training set hands out near-uniform targets")
-    return "\n".join(lines)
+    fit = format_training_fit(report.get("training_fit"))
+    return "\n".join(lines + ([fit] if fit else []))
+
+
+def format_training_fit(fit: dict | None) -> str | None:
+    """The teacher's training fit (:func:`training_fit`) as the line the runner's table ends with."""
+    if not fit or fit.get("accuracy") is None:
+        return None
+    shares = {g: fit.get(f"{g}_shot_accuracy") for g in ("many", "medium", "few")}
+    groups = ", ".join(f"{g} {_fmt(None if v is None else 100 * v, '.2f')}" for g, v in shares.items())
+    return (f"training fit of the teacher (top-1 % on its {fit['images']:,} training images, no augmentation): "
+            f"{100 * fit['accuracy']:.2f} overall — {groups}; a teacher far from fitting its training set hands out "
+            f"near-uniform targets")
 
 
 
@@ -131,7 +136,8 @@ class VirtualExamplesArguments(InferenceArguments):
 def teacher_report(teacher, train_raw, temperatures, powers, many: int, few: int, batch_size: int = 256,
                    device: str | None = None, num_workers: int = 0, label_column: str = "label",
                    image_column: str = "image", progress: bool = True) -> dict:
-    """Run ``teacher`` once over the (untransformed) training split with its eval transform, then report the grid."""
+    """Run ``teacher`` once over the (untransformed) training split with its eval transform, then report the grid
+    and the teacher's training fit (an empty grid: the fit alone)."""
     from .data.long_tail import class_counts
     from .data.transforms import attach_transform, model_transform
     from .evaluation import iter_logits

@@ -162,6 +162,12 @@ def test_a_sweep_table_has_its_teacher_row_and_the_training_fit(demo_run, tmp_pa
     assert "training fit of the teacher (top-1 % on its 159 training images" in out
 
 
+def test_a_teacher_only_launch_prints_the_training_fit_too(tmp_path, capsys):
+    code, out, err = _quickstart([*TINY, "--stage", "teacher", "--output_dir", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    assert out.strip().splitlines()[-3].startswith("training fit of the teacher (top-1 % on its 159 training images")
+
+
 def test_the_training_fit_is_the_teachers_accuracy_on_its_own_training_images(demo_run, tiny_data):
     import numpy as np
 
