@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import zipfile
 import zlib
@@ -30,7 +29,6 @@ __all__ = ["CRC_CHECK_MAX_BYTES", "DamagedCheckpointError", "check_checkpoint_fi
 CRC_CHECK_MAX_BYTES = 256 * 2**20
 _LEGACY_LOAD_MAX_BYTES = 64 * 2**20
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin")
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _intact: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files already found intact in this process
 
 
@@ -140,15 +138,12 @@ def damaged_file(checkpoint: str | os.PathLike) -> tuple[Path, str] | None:
 
 def _earlier_intact_checkpoint(checkpoint: Path) -> Path | None:
     """The newest ``checkpoint-M`` beside ``checkpoint`` (``checkpoint-N``, M < N) that is complete and intact."""
-    from .resume import read_json_object
+    from .resume import checkpoint_step, checkpoints, read_json_object
 
-    match = _CHECKPOINT.match(checkpoint.name)
-    if not match or not checkpoint.parent.is_dir():
+    step = checkpoint_step(checkpoint)
+    if step is None:
         return None
-    step = int(match.group(1))
-    earlier = sorted(((int(m.group(1)), p) for p in checkpoint.parent.iterdir()
-                      if p.is_dir() and (m := _CHECKPOINT.match(p.name)) and int(m.group(1)) < step), reverse=True)
-    for _, path in earlier:
+    for path in reversed([p for p in checkpoints(checkpoint.parent) if checkpoint_step(p) < step]):
         if read_json_object(path / "trainer_state.json") is not None and damaged_file(path) is None:
             return path
     return None

@@ -74,7 +74,7 @@ def demo(argv: list[str]) -> int:
 
     own_folder = not any(a.split("=")[0] in ("--output_dir", "--output-dir", "--resume_from_checkpoint",
                                              "--resume-from-checkpoint", "--overwrite") for a in argv)
-    return quickstart(["--overwrite", *argv] if own_folder and argv[:1] not in (["-h"], ["--help"]) else argv)
+    return quickstart(["--overwrite", *argv] if own_folder else argv)
 
 
 def data(argv: list[str]) -> int:

@@ -250,16 +250,12 @@ def report_folder(args: EvaluateArguments) -> tuple[Path, str]:
 
 def _report_of(folder: Path) -> str | None:
     """``None`` without ``eval_results.json``; else the model it records (``""`` when it records none)."""
-    import json
+    from .resume import read_json_object
 
     path = folder / EVAL_RESULTS_NAME
     if not path.exists():
         return None
-    try:
-        report = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return ""
-    return str(report.get("model") or "") if isinstance(report, dict) else ""
+    return str((read_json_object(path) or {}).get("model") or "")
 
 
 def _no_metrics(_prediction) -> dict:

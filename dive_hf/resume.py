@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .names import RUN_LOG_NAME
 
-__all__ = ["last_complete_checkpoint", "resume_point", "stage_complete", "recorded_settings", "changed_settings",
-           "read_json_object", "wants_last_checkpoint", "wants_resume", "weights_identity", "DIVE_SETTINGS",
+__all__ = ["checkpoint_step", "checkpoints", "last_complete_checkpoint", "resume_point", "stage_complete",
+           "recorded_settings", "changed_settings", "read_json_object", "wants_last_checkpoint", "wants_resume", "weights_identity", "DIVE_SETTINGS",
            "REFUSED", "WARNED"]
 
 logger = logging.getLogger(__name__)
@@ -32,15 +32,24 @@ def read_json_object(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """``N`` of a ``checkpoint-N`` folder name; ``None`` for any other name."""
+    match = _CHECKPOINT.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoints(folder: str | Path) -> list[Path]:
+    """The ``checkpoint-N`` folders in ``folder``, by increasing ``N`` (none when ``folder`` is not a folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and checkpoint_step(p) is not None), key=checkpoint_step)
+
+
 def last_complete_checkpoint(folder: str | Path) -> str | None:
     """The newest ``checkpoint-N`` in ``folder`` with a readable ``trainer_state.json``; ``None`` if there is none.
     Incomplete checkpoints are skipped with a warning naming them."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    found = sorted(((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))),
-                   reverse=True)
-    for _, path in found:
+    for path in reversed(checkpoints(folder)):
         if read_json_object(path / "trainer_state.json") is not None:
             return str(path)
         logger.warning("skipping %s: incomplete checkpoint (its save was interrupted)", path)

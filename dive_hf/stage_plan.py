@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .checkpoint_files import check_checkpoint_files
 from .names import CONFIG_NAME, WEIGHTS_NAME, file_sha256
-from .resume import (last_complete_checkpoint, read_json_object, resume_point, stage_complete,
-                     wants_last_checkpoint, wants_resume)
+from .resume import (checkpoint_step, checkpoints, last_complete_checkpoint, read_json_object, resume_point,
+                     stage_complete, wants_last_checkpoint, wants_resume)
 from .run_log import RUN_LOG_NAME
 
 __all__ = ["StagePlan", "parse_sweep", "student_folder_name", "plan_stages", "folder_state", "check_teacher_safe",
@@ -200,19 +200,13 @@ def _check_explicit_checkpoint(plan: StagePlan, state: str, checkpoint: str) -> 
         raise ValueError(f"--resume_from_checkpoint {checkpoint}: {plan.folder} holds another run; resuming into it "
                          f"would mix the checkpoints of two runs. Give another --output_dir (the checkpoint is read "
                          f"where it is)")
-    step = _checkpoint_step(Path(checkpoint))
-    later = sorted((p for p in plan.folder.glob("checkpoint-*") if (_checkpoint_step(p) or 0) > (step or 0)),
-                   key=_checkpoint_step)
-    if step is not None and later:
+    step = checkpoint_step(checkpoint)
+    later = [p for p in checkpoints(plan.folder) if step is not None and checkpoint_step(p) > step]
+    if later:
         raise ValueError(f"--resume_from_checkpoint {checkpoint}: {plan.folder} also holds later checkpoints of the "
                          f"run ({', '.join(p.name for p in later)}), which --resume_from_checkpoint last would take "
                          f"for this one's after an interruption; move them out of {plan.folder} first, or give "
                          f"another --output_dir (the checkpoint is read where it is)")
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    name = path.name.removeprefix("checkpoint-")
-    return int(name) if name.isdigit() else None
 
 
 def _check_no_orphaned_students(plans: list[StagePlan], output_dir: Path) -> None:

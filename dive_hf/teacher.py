@@ -140,19 +140,15 @@ def teacher_eval_results(name_or_path: str | None, eval_fingerprint: str | None,
     before any model's preprocessing, ``eval_source_fingerprint``) with the same shot thresholds — the teacher row
     of a student's table and card — else ``None`` (a Hub teacher, another split, no evaluation: no row rather than
     a row of other numbers)."""
-    import json
     from pathlib import Path
 
     from .names import EVAL_RESULTS_NAME
+    from .resume import read_json_object
 
-    path = Path(name_or_path or "") / EVAL_RESULTS_NAME
-    if not name_or_path or not eval_fingerprint or not path.is_file():
+    report = read_json_object(Path(name_or_path) / EVAL_RESULTS_NAME) if name_or_path and eval_fingerprint else None
+    if report is None:
         return None
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    recorded = (report.get("dataset") or {}) if isinstance(report, dict) else {}
+    recorded = report.get("dataset") or {}
     if ((recorded.get("eval_source_fingerprint") or recorded.get("eval_fingerprint")) != eval_fingerprint
             or (report.get("many_shot_threshold"), report.get("few_shot_threshold")) != (many, few)):
         return None

@@ -101,7 +101,8 @@ def format_virtual_examples(report: dict) -> str:
 
 
 def format_training_fit(fit: dict | None) -> str | None:
-    """The teacher's training fit (:func:`training_fit`) as the line the runner's table ends with."""
+    """The teacher's training fit (a :func:`teacher_report`'s ``training_fit``) as the line the runner's table ends
+    with."""
     if not fit or fit.get("accuracy") is None:
         return None
     shares = {g: fit.get(f"{g}_shot_accuracy") for g in ("many", "medium", "few")}
@@ -141,37 +142,26 @@ def teacher_report(teacher, train_raw, temperatures, powers, many: int, few: int
     from .data.long_tail import class_counts
     from .data.transforms import attach_transform, model_transform
     from .evaluation import iter_logits
+    from .metrics import long_tail_accuracy
 
     data = attach_transform(train_raw, model_transform(teacher, train=False), image_column, label_column)
     counts = class_counts(train_raw, label_column)
-    correct, seen = np.zeros(len(counts)), np.zeros(len(counts))
+    predicted, references = [], []
 
-    def batches():  # the logits for the grid; top-1 per class on the way (the teacher's training fit)
+    def batches():  # the logits for the grid; the top-1 predictions kept on the way (the teacher's training fit)
         for logits, labels in iter_logits(teacher, data, batch_size, device, num_workers,
                                           desc="virtual examples: teacher over the training set", progress=progress):
-            labels = np.asarray(labels)
-            np.add.at(seen, labels, 1)
-            np.add.at(correct, labels[logits.argmax(1).numpy() == labels], 1)
+            predicted.append(logits.argmax(1).numpy())
+            references.append(np.asarray(labels))
             yield logits
 
     report = virtual_example_distribution(batches(), counts, temperatures, powers, many, few)
-    return {**report, "training_fit": training_fit(correct, seen, shot_groups(counts, many, few))}
-
-
-def training_fit(correct: np.ndarray, seen: np.ndarray, groups: dict[str, list[int]]) -> dict:
-    """Top-1 of the teacher on its own training images (eval transform): overall (over images) and per shot group
-    (the mean per-class accuracy of the group, as :func:`~dive_hf.long_tail_accuracy` and ``dive-hf evaluate
-    --on_training_split`` report it). The first diagnostic of a DiVE run: a teacher that under-fits hands out
-    near-uniform virtual targets."""
-    per_class = np.divide(correct, seen, out=np.full(len(seen), np.nan), where=seen > 0)
-
-    def group(members) -> float | None:
-        values = per_class[np.asarray(members, dtype=int)]
-        values = values[~np.isnan(values)]
-        return float(values.mean()) if len(values) else None
-
-    return {"images": int(seen.sum()), "accuracy": float(correct.sum() / seen.sum()) if seen.sum() else None,
-            **{f"{g}_shot_accuracy": group(m) for g, m in groups.items()}}
+    # Top-1 of the teacher on its own training images (eval transform), by the metric every table uses (groups:
+    # the mean per-class accuracy, as `dive-hf evaluate --on_training_split` reports it). The first diagnostic of a
+    # DiVE run: a teacher that under-fits hands out near-uniform virtual targets.
+    fit = long_tail_accuracy(np.concatenate(predicted), np.concatenate(references), counts, many, few)
+    return {**report, "training_fit": {"images": fit["num_images"], **{
+        key: fit[key] for key in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy")}}}
 
 
 def write_virtual_examples(report: dict, output_dir: str | Path, title: str | None = None) -> tuple[Path, Path]:

@@ -209,6 +209,10 @@ class BalancedSoftmaxTrainer(Trainer):
             self.last_eval_step = self.state.global_step
         return metrics
 
+    def teacher_results(self) -> dict | None:
+        """A student's teacher's evaluation of the same split, for its report and card (:class:`DiVETrainer`)."""
+        return None
+
     def latest_eval_metrics(self) -> dict:
         """The metrics of the last ``evaluate()`` of the trainer's own eval split (empty if none ran)."""
         return dict(self._checkpoint_eval[0]) if self._checkpoint_eval else {}

@@ -95,12 +95,11 @@ def write_reports(trainer, output_dir: str) -> None:
     args = trainer.args
     if metrics:
         split = trainer.dataset_info.get("eval_split") or "evaluation"
-        teacher = getattr(trainer, "teacher_results", lambda: None)()
         write_eval_report(output_dir, metrics, per_class, trainer.class_counts, args.many_shot_threshold,
                           args.few_shot_threshold, trainer.dataset_info, "training set", trainer.class_names,
                           title=f"{stage_label(trainer)} ({_architecture(trainer)}): per-class top-1 on the {split} "
                                 f"split",
-                          teacher=teacher)
+                          teacher=trainer.teacher_results())
     else:
         (Path(output_dir) / EVAL_RESULTS_NAME).unlink(missing_ok=True)  # nor its numbers
     write_folder_card(output_dir, args.hub_model_id)
